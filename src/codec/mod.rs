@@ -1,0 +1,1 @@
+//! Key encodings shared by the transaction layer.

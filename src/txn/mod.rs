@@ -1,0 +1,1 @@
+//! Transactions: the write buffer, local latches and (later) the 2PC committer.
