@@ -24,6 +24,7 @@ pub mod backoff;
 pub mod classify;
 pub mod error;
 pub mod request;
+pub mod ru;
 
 pub use error::{BoxError, Error, ErrorDetail, ErrorKind, Result};
 pub use request::{

@@ -66,6 +66,16 @@ pub(super) struct Index {
     /// 0 when the root is a leaf.
     height: u16,
     last_leaf: u32,
+    /// Scratch: the descent path of the last `locate`.
+    path: Vec<(u32, u16)>,
+}
+
+/// Where a missing key goes; see [`Index::locate`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InsertPoint {
+    leaf: u32,
+    slot: usize,
+    pk: u64,
 }
 
 impl Default for Index {
@@ -76,6 +86,7 @@ impl Default for Index {
             root: NIL,
             height: 0,
             last_leaf: NIL,
+            path: Vec::new(),
         }
     }
 }
@@ -282,39 +293,46 @@ impl Index {
         id
     }
 
-    /// Finds `key`, or inserts the id produced by `make_id` for it. Returns the id and whether
-    /// it was inserted.
-    pub(super) fn find_or_insert(
-        &mut self,
-        ks: &impl KeySource,
-        key: &[u8],
-        make_id: impl FnOnce() -> u32,
-    ) -> (u32, bool) {
+    /// Looks `key` up for an insert: `Ok(id)` when present, otherwise `Err(point)` naming where
+    /// it goes; pass the point to [`insert_at`](Self::insert_at) (the path is kept in `self`).
+    pub(super) fn locate(&mut self, ks: &impl KeySource, key: &[u8]) -> Result<u32, InsertPoint> {
         let pk = prefix_of(key);
         if self.root == NIL {
+            return Err(InsertPoint {
+                leaf: NIL,
+                slot: 0,
+                pk,
+            });
+        }
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        let leaf = self.descend(ks, pk, key, Some(&mut path));
+        self.path = path;
+        let slot = self.leaf_lower_bound(ks, leaf, pk, key);
+        let l = &self.leaves[leaf as usize];
+        if slot < usize::from(l.len) && l.pfx[slot] == pk && ks.key(l.ids[slot]) == key {
+            return Ok(l.ids[slot]);
+        }
+        Err(InsertPoint { leaf, slot, pk })
+    }
+
+    /// Inserts `id` at a point returned by the immediately preceding [`locate`](Self::locate).
+    pub(super) fn insert_at(&mut self, point: InsertPoint, id: u32) {
+        if point.leaf == NIL {
             let leaf = self.new_leaf();
-            let id = make_id();
             let l = &mut self.leaves[leaf as usize];
             l.len = 1;
-            l.pfx[0] = pk;
+            l.pfx[0] = point.pk;
             l.ids[0] = id;
             self.root = leaf;
             self.last_leaf = leaf;
             self.height = 0;
-            return (id, true);
+            return;
         }
-        let mut path = Vec::with_capacity(usize::from(self.height));
-        let leaf = self.descend(ks, pk, key, Some(&mut path));
-        let slot = self.leaf_lower_bound(ks, leaf, pk, key);
-        {
-            let l = &self.leaves[leaf as usize];
-            if slot < usize::from(l.len) && l.pfx[slot] == pk && ks.key(l.ids[slot]) == key {
-                return (l.ids[slot], false);
-            }
-        }
-        let id = make_id();
-        self.insert_into_leaf(leaf, slot, pk, id, &mut path);
-        (id, true)
+        let mut path = std::mem::take(&mut self.path);
+        self.insert_into_leaf(point.leaf, point.slot, point.pk, id, &mut path);
+        path.clear();
+        self.path = path;
     }
 
     fn insert_into_leaf(

@@ -1,0 +1,1 @@
+//! RU v2 accounting (being written).
