@@ -11,4 +11,7 @@ pub use tikv_proto as proto;
 
 pub mod codec;
 pub mod config;
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
 pub mod txn;

@@ -1,0 +1,1 @@
+//! The mock MVCC engine (being written).
