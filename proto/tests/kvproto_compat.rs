@@ -39,7 +39,7 @@ const ALLOWED_MISSING: &[&str] = &[
 fn proto_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
+        .map(|e| e.expect("readable directory entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "proto"))
         .collect();
     files.sort();
@@ -110,7 +110,8 @@ impl<'a> Index<'a> {
 fn field_shape(m: &DescriptorProto, f: &FieldDescriptorProto) -> String {
     let oneof = f
         .oneof_index
-        .and_then(|i| m.oneof_decl.get(usize::try_from(i).unwrap()))
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| m.oneof_decl.get(i))
         .map(|o| o.name().to_owned());
     let label = Label::try_from(f.label.unwrap_or_default()).map_or("?", |l| l.as_str_name());
     let ty = Type::try_from(f.r#type.unwrap_or_default()).map_or("?", |t| t.as_str_name());
@@ -158,7 +159,9 @@ fn compare_message(
             Some(t) => {
                 let (a, b) = (field_shape(ours, f), field_shape(theirs, t));
                 if a != b {
-                    errors.push(format!("{name}: field differs\n  ours:     {a}\n  upstream: {b}"));
+                    errors.push(format!(
+                        "{name}: field differs\n  ours:     {a}\n  upstream: {b}"
+                    ));
                 }
             }
         }
@@ -353,7 +356,10 @@ fn wire_context_keyspace_id_zero_is_encoded() {
     // Field 32, varint: key (32 << 3) | 0 = 256 = 0x80 0x02, then the value 0.
     assert_eq!(ctx.encode_to_vec(), [0x80, 0x02, 0x00]);
     let back = kvrpcpb::Context::decode(&[0x80, 0x02, 0x00][..]).unwrap();
-    assert_eq!(back.keyspace, Some(kvrpcpb::context::Keyspace::KeyspaceId(0)));
+    assert_eq!(
+        back.keyspace,
+        Some(kvrpcpb::context::Keyspace::KeyspaceId(0))
+    );
     // Unset, nothing is written at all.
     assert!(kvrpcpb::Context::default().encode_to_vec().is_empty());
 
@@ -452,7 +458,8 @@ fn wire_binary_keys_round_trip() {
         service_id: key.clone(),
         ..Default::default()
     };
-    let back = pdpb::UpdateServiceGcSafePointRequest::decode(sp.encode_to_vec().as_slice()).unwrap();
+    let back =
+        pdpb::UpdateServiceGcSafePointRequest::decode(sp.encode_to_vec().as_slice()).unwrap();
     assert_eq!(back.service_id, key);
 }
 
@@ -486,7 +493,9 @@ fn wire_signed_and_packed_scalars() {
     };
     assert_eq!(
         sp.encode_to_vec(),
-        [0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]
+        [
+            0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+        ]
     );
 
     let ctx = kvrpcpb::Context {
@@ -525,8 +534,14 @@ fn wire_map_entries() {
 fn grpc_service_names() {
     assert_eq!(tikvpb::tikv_server::SERVICE_NAME, "tikvpb.Tikv");
     assert_eq!(pdpb::pd_server::SERVICE_NAME, "pdpb.PD");
-    assert_eq!(keyspacepb::keyspace_server::SERVICE_NAME, "keyspacepb.Keyspace");
-    assert_eq!(tikv_proto::debugpb::debug_server::SERVICE_NAME, "debugpb.Debug");
+    assert_eq!(
+        keyspacepb::keyspace_server::SERVICE_NAME,
+        "keyspacepb.Keyspace"
+    );
+    assert_eq!(
+        tikv_proto::debugpb::debug_server::SERVICE_NAME,
+        "debugpb.Debug"
+    );
     assert_eq!(
         tikv_proto::resource_manager::resource_manager_server::SERVICE_NAME,
         "resource_manager.ResourceManager"
