@@ -763,7 +763,9 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Key);
         assert_eq!(
-            e.key_error().and_then(|k| k.locked.as_ref()).map(|l| l.key.clone()),
+            e.key_error()
+                .and_then(|k| k.locked.as_ref())
+                .map(|l| l.key.clone()),
             Some(b"?".to_vec())
         );
     }

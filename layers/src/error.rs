@@ -654,10 +654,7 @@ mod tests {
 
     #[test]
     fn error_is_pointer_sized() {
-        assert_eq!(
-            std::mem::size_of::<Error>(),
-            std::mem::size_of::<usize>()
-        );
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
         assert_eq!(
             std::mem::size_of::<Result<()>>(),
             std::mem::size_of::<usize>()
@@ -721,7 +718,10 @@ mod tests {
         let e: Error = tonic::Status::unavailable("down").into();
         assert_eq!(e.kind(), ErrorKind::Grpc);
         assert!(e.is_retryable());
-        assert_eq!(e.grpc_status().map(|s| s.code()), Some(tonic::Code::Unavailable));
+        assert_eq!(
+            e.grpc_status().map(|s| s.code()),
+            Some(tonic::Code::Unavailable)
+        );
         let e: Error = tonic::Status::deadline_exceeded("slow").into();
         assert!(e.is_timeout());
         let e: Error = tonic::Status::invalid_argument("bad").into();

@@ -623,7 +623,10 @@ impl CmdType {
 
     /// Whether the command's response is a stream.
     pub fn is_streaming(self) -> bool {
-        matches!(self, CmdType::CopStream | CmdType::BatchCop | CmdType::MppConn)
+        matches!(
+            self,
+            CmdType::CopStream | CmdType::BatchCop | CmdType::MppConn
+        )
     }
 }
 
@@ -1091,8 +1094,7 @@ impl RpcRequest {
         if self.context.request_origin() == kvrpcpb::RequestOrigin::Unknown
             && self.options.default_origin != kvrpcpb::RequestOrigin::Unknown
         {
-            self.context
-                .set_request_origin(self.options.default_origin);
+            self.context.set_request_origin(self.options.default_origin);
         }
     }
 

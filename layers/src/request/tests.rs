@@ -220,16 +220,16 @@ fn batch_arms_round_trip() {
         .copied()
         .filter(|t| t.is_batchable())
         .collect();
-    let mut got: Vec<CmdType> = arms
-        .into_iter()
-        .map(|cmd| {
-            let resp = CommandResponse::from_batch_response(
-                tikvpb::batch_commands_response::Response { cmd: Some(cmd) },
-            )
-            .unwrap();
-            resp.cmd_type()
-        })
-        .collect();
+    let mut got: Vec<CmdType> =
+        arms.into_iter()
+            .map(|cmd| {
+                let resp = CommandResponse::from_batch_response(
+                    tikvpb::batch_commands_response::Response { cmd: Some(cmd) },
+                )
+                .unwrap();
+                resp.cmd_type()
+            })
+            .collect();
     got.sort();
     assert_eq!(got, batchable);
 }
@@ -257,7 +257,12 @@ fn region_error_responses() {
                     matches!(e.detail(), ErrorDetail::InvalidResponse { .. }),
                     "{t}: {e}"
                 );
-                assert!(!cmd.has_context() || t.is_streaming() || t == CmdType::BroadcastTxnStatus || t == CmdType::BatchCop);
+                assert!(
+                    !cmd.has_context()
+                        || t.is_streaming()
+                        || t == CmdType::BroadcastTxnStatus
+                        || t == CmdType::BatchCop
+                );
             }
         }
     }
@@ -343,7 +348,10 @@ fn start_ts_per_command() {
         ..Default::default()
     };
     assert_eq!(Command::CopStream(cop).start_ts(), 14);
-    assert_eq!(Command::from(kvrpcpb::RawGetRequest::default()).start_ts(), 0);
+    assert_eq!(
+        Command::from(kvrpcpb::RawGetRequest::default()).start_ts(),
+        0
+    );
     for cmd in every_command() {
         assert_eq!(cmd.start_ts(), 0);
         let _ = cmd.encoded_len();
@@ -425,7 +433,10 @@ fn endpoint_type_from_store_labels() {
         }],
         ..Default::default()
     };
-    assert_eq!(EndpointType::of_store(&store("tiflash")), EndpointType::TiFlash);
+    assert_eq!(
+        EndpointType::of_store(&store("tiflash")),
+        EndpointType::TiFlash
+    );
     assert_eq!(
         EndpointType::of_store(&store("tiflash_compute")),
         EndpointType::TiFlashCompute
@@ -455,7 +466,10 @@ fn typed_accessors() {
 
 #[tokio::test]
 async fn response_stream_yields_items() {
-    let items = vec![Ok(coprocessor::Response::default()), Err(Error::new(ErrorDetail::Canceled))];
+    let items = vec![
+        Ok(coprocessor::Response::default()),
+        Err(Error::new(ErrorDetail::Canceled)),
+    ];
     let mut s = ResponseStream::new(futures_util_stream(items));
     assert!(format!("{s:?}").contains("ResponseStream"));
     let first = std::future::poll_fn(|cx| Pin::new(&mut s).poll_next(cx)).await;
