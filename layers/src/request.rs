@@ -359,7 +359,7 @@ impl Command {
             Command::Cop(r) => Cmd::Coprocessor(r.clone()),
             Command::GetHealthFeedback(r) => Cmd::GetHealthFeedback(r.clone()),
             Command::BroadcastTxnStatus(r) => Cmd::BroadcastTxnStatus(r.clone()),
-            Command::Empty(r) => Cmd::Empty(r.clone()),
+            Command::Empty(r) => Cmd::Empty(*r),
             _ => return None,
         };
         Some(batch_commands_request::Request { cmd: Some(cmd) })

@@ -325,8 +325,10 @@ fn classifications_follow_client_go() {
 
 #[test]
 fn start_ts_per_command() {
-    let mut get = kvrpcpb::GetRequest::default();
-    get.version = 10;
+    let get = kvrpcpb::GetRequest {
+        version: 10,
+        ..Default::default()
+    };
     assert_eq!(Command::from(get).start_ts(), 10);
     let scan_lock = kvrpcpb::ScanLockRequest {
         max_version: 11,
