@@ -4,8 +4,32 @@
 //! and real tonic gRPC servers on loopback. `shared/spec/mock-cluster.md` is the rulebook;
 //! client-go's mocktikv (plus TiDB's unistore for lock waiting, async commit and 1PC) is the
 //! reference.
+//!
+//! - [`Cluster`]: the topology model and the manipulation API tests use (spec §1).
+//! - [`MockPd`]: the in-process PD in `pdpb` messages, with the TSO (§1.14 - §1.16).
+//! - [`Mock`] / [`MockTikv`]: the shared request path and the in-process TiKV face (§2, MC-2.30).
+//! - [`inject`]: injection rules, presets, the region-error catalogue, the request log (§3).
+//! - [`grpc`]: the tonic PD and TiKV servers and the bare mock TiKV server (MC-2.29).
 
 pub mod clock;
 pub mod mvcc;
 
+pub mod cluster;
+pub mod grpc;
+pub mod inject;
+pub mod pd;
+mod raw;
+pub mod service;
+
 pub use clock::Clock;
+pub use cluster::{Cluster, KeyViolation, Liveness, RegionInfo, decode_key, encode_key};
+pub use grpc::MockGrpc;
+pub use inject::{
+    Action, FirePolicy, LogEntry, Outcome, PdAction, PdRule, Phase, Preset, RegionErrorType, Rule,
+    RuleHandle, StoreMatch, TransportKind,
+};
+pub use pd::MockPd;
+pub use service::{Mock, MockOptions, MockTikv, new_mock_tikv};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,648 @@
+//! The gRPC faces (spec MC-2.29): a tonic PD server and one TiKV server per store address on
+//! 127.0.0.1, both thin adapters over the engine the in-process face uses.
+//!
+//! Listeners belong to addresses, not stores (MC-2.29.4): a listener serves whichever store
+//! owns its address at request time. Store changes in the [`Cluster`](super::Cluster) run a
+//! hook that opens and closes listeners synchronously, so `stop_store` closes the port before
+//! it returns and `start_store` binds the same `host:port` again. Open `BatchCommands` streams
+//! of a stopped address end with `Unavailable`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context as TaskContext, Poll};
+
+use tikv_layers::{Command, CommandResponse, Error, ErrorDetail};
+use tikv_proto::pdpb::pd_server::{Pd, PdServer};
+use tikv_proto::tikvpb::batch_commands_request::request::Cmd as ReqCmd;
+use tikv_proto::tikvpb::batch_commands_response::response::Cmd as RespCmd;
+use tikv_proto::tikvpb::tikv_server::{Tikv, TikvServer};
+use tikv_proto::{coprocessor, kvrpcpb, mpp, pdpb, tikvpb};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tonic::codegen::tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::service::Mock;
+
+/// A boxed response stream.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// An mpsc receiver as a stream.
+struct ChanStream<T>(mpsc::Receiver<Result<T, Status>>);
+
+impl<T> Stream for ChanStream<T> {
+    type Item = Result<T, Status>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn chan_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> BoxStream<T> {
+    Box::pin(ChanStream(rx))
+}
+
+/// Maps an in-process transport error to its gRPC status (MC-2.1.2).
+pub fn to_status(e: Error) -> Status {
+    match e.into_detail() {
+        ErrorDetail::Grpc(s) => *s,
+        ErrorDetail::Transport { message, .. } => Status::unavailable(message),
+        ErrorDetail::AttemptTimeout { .. } => Status::deadline_exceeded("deadline exceeded"),
+        ErrorDetail::ResultUndetermined => Status::unknown("result undetermined"),
+        other => Status::unknown(other.to_string()),
+    }
+}
+
+/// A listener whose socket can be closed from outside, so the port frees at once.
+struct Incoming {
+    slot: Arc<Mutex<Option<TcpListener>>>,
+}
+
+impl Stream for Incoming {
+    type Item = std::io::Result<TcpStream>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let g = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        match g.as_ref() {
+            None => Poll::Ready(None),
+            Some(l) => match l.poll_accept(cx) {
+                Poll::Ready(Ok((s, _))) => {
+                    let _ = s.set_nodelay(true);
+                    Poll::Ready(Some(Ok(s)))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+struct Running {
+    slot: Arc<Mutex<Option<TcpListener>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    fn stop(&self) {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = self.stop.send(true);
+    }
+}
+
+fn bind(handle: &tokio::runtime::Handle, addr: &str) -> std::io::Result<(TcpListener, String)> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    let local = l.local_addr()?.to_string();
+    let _g = handle.enter();
+    Ok((TcpListener::from_std(l)?, local))
+}
+
+// ===== TiKV face =====
+
+/// The TiKV gRPC service of one listening address (MC-2.29.1 - 2.29.3).
+#[derive(Clone)]
+struct TikvFace {
+    mock: Mock,
+    addr: String,
+    stopped: watch::Receiver<bool>,
+}
+
+fn forwarded<T>(req: &Request<T>, own: &str) -> String {
+    req.metadata()
+        .get("tikv-forwarded-host")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| own.to_owned(), str::to_owned)
+}
+
+/// Converts one `BatchCommands` entry to a [`Command`].
+pub fn command_from_batch(cmd: ReqCmd) -> Command {
+    macro_rules! conv {
+        ($($v:ident),*) => {
+            match cmd {
+                $(ReqCmd::$v(r) => Command::$v(r),)*
+                ReqCmd::Coprocessor(r) => Command::Cop(r),
+            }
+        };
+    }
+    conv!(
+        Get,
+        Scan,
+        Prewrite,
+        Commit,
+        Cleanup,
+        BatchGet,
+        BatchRollback,
+        ScanLock,
+        ResolveLock,
+        DeleteRange,
+        PessimisticLock,
+        PessimisticRollback,
+        TxnHeartBeat,
+        CheckTxnStatus,
+        CheckSecondaryLocks,
+        FlashbackToVersion,
+        PrepareFlashbackToVersion,
+        Flush,
+        BufferBatchGet,
+        RawGet,
+        RawBatchGet,
+        RawPut,
+        RawBatchPut,
+        RawDelete,
+        RawBatchDelete,
+        RawDeleteRange,
+        RawScan,
+        GetHealthFeedback,
+        BroadcastTxnStatus,
+        Empty
+    )
+}
+
+/// Converts a response to its `BatchCommands` arm; `None` for non-batchable commands.
+pub fn batch_from_response(resp: CommandResponse) -> Option<RespCmd> {
+    macro_rules! conv {
+        ($($v:ident),*) => {
+            match resp {
+                $(CommandResponse::$v(r) => Some(RespCmd::$v(r)),)*
+                CommandResponse::Cop(r) => Some(RespCmd::Coprocessor(r)),
+                _ => None,
+            }
+        };
+    }
+    conv!(
+        Get,
+        Scan,
+        Prewrite,
+        Commit,
+        Cleanup,
+        BatchGet,
+        BatchRollback,
+        ScanLock,
+        ResolveLock,
+        DeleteRange,
+        PessimisticLock,
+        PessimisticRollback,
+        TxnHeartBeat,
+        CheckTxnStatus,
+        CheckSecondaryLocks,
+        FlashbackToVersion,
+        PrepareFlashbackToVersion,
+        Flush,
+        BufferBatchGet,
+        RawGet,
+        RawBatchGet,
+        RawPut,
+        RawBatchPut,
+        RawDelete,
+        RawBatchDelete,
+        RawDeleteRange,
+        RawScan,
+        GetHealthFeedback,
+        BroadcastTxnStatus,
+        Empty
+    )
+}
+
+macro_rules! face_impl {
+    (
+        $tr:ident for $ty:ident;
+        unary { $($m:ident: $req:ty => $v:ident => $resp:ty;)* }
+        unimpl { $($um:ident: $ureq:ty => $uresp:ty;)* }
+        rest { $($rest:tt)* }
+    ) => {
+        #[tonic::async_trait]
+        impl $tr for $ty {
+            $(
+                async fn $m(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
+                    let addr = forwarded(&req, &self.addr);
+                    match self.mock.dispatch(&addr, Command::$v(req.into_inner()), None).await {
+                        Ok(CommandResponse::$v(r)) => Ok(Response::new(r)),
+                        Ok(_) => Err(Status::internal("mismatched response")),
+                        Err(e) => Err(to_status(e)),
+                    }
+                }
+            )*
+            $(
+                async fn $um(&self, _req: Request<$ureq>) -> Result<Response<$uresp>, Status> {
+                    Err(Status::unimplemented(stringify!($um)))
+                }
+            )*
+            $($rest)*
+        }
+    };
+}
+
+face_impl! {
+    Tikv for TikvFace;
+    unary {
+        kv_get: kvrpcpb::GetRequest => Get => kvrpcpb::GetResponse;
+        kv_scan: kvrpcpb::ScanRequest => Scan => kvrpcpb::ScanResponse;
+        kv_prewrite: kvrpcpb::PrewriteRequest => Prewrite => kvrpcpb::PrewriteResponse;
+        kv_pessimistic_lock: kvrpcpb::PessimisticLockRequest => PessimisticLock => kvrpcpb::PessimisticLockResponse;
+        kv_pessimistic_rollback: kvrpcpb::PessimisticRollbackRequest => PessimisticRollback => kvrpcpb::PessimisticRollbackResponse;
+        kv_txn_heart_beat: kvrpcpb::TxnHeartBeatRequest => TxnHeartBeat => kvrpcpb::TxnHeartBeatResponse;
+        kv_check_txn_status: kvrpcpb::CheckTxnStatusRequest => CheckTxnStatus => kvrpcpb::CheckTxnStatusResponse;
+        kv_check_secondary_locks: kvrpcpb::CheckSecondaryLocksRequest => CheckSecondaryLocks => kvrpcpb::CheckSecondaryLocksResponse;
+        kv_commit: kvrpcpb::CommitRequest => Commit => kvrpcpb::CommitResponse;
+        kv_cleanup: kvrpcpb::CleanupRequest => Cleanup => kvrpcpb::CleanupResponse;
+        kv_batch_get: kvrpcpb::BatchGetRequest => BatchGet => kvrpcpb::BatchGetResponse;
+        kv_batch_rollback: kvrpcpb::BatchRollbackRequest => BatchRollback => kvrpcpb::BatchRollbackResponse;
+        kv_scan_lock: kvrpcpb::ScanLockRequest => ScanLock => kvrpcpb::ScanLockResponse;
+        kv_resolve_lock: kvrpcpb::ResolveLockRequest => ResolveLock => kvrpcpb::ResolveLockResponse;
+        kv_delete_range: kvrpcpb::DeleteRangeRequest => DeleteRange => kvrpcpb::DeleteRangeResponse;
+        kv_prepare_flashback_to_version: kvrpcpb::PrepareFlashbackToVersionRequest => PrepareFlashbackToVersion => kvrpcpb::PrepareFlashbackToVersionResponse;
+        kv_flashback_to_version: kvrpcpb::FlashbackToVersionRequest => FlashbackToVersion => kvrpcpb::FlashbackToVersionResponse;
+        kv_flush: kvrpcpb::FlushRequest => Flush => kvrpcpb::FlushResponse;
+        kv_buffer_batch_get: kvrpcpb::BufferBatchGetRequest => BufferBatchGet => kvrpcpb::BufferBatchGetResponse;
+        raw_get: kvrpcpb::RawGetRequest => RawGet => kvrpcpb::RawGetResponse;
+        raw_batch_get: kvrpcpb::RawBatchGetRequest => RawBatchGet => kvrpcpb::RawBatchGetResponse;
+        raw_put: kvrpcpb::RawPutRequest => RawPut => kvrpcpb::RawPutResponse;
+        raw_batch_put: kvrpcpb::RawBatchPutRequest => RawBatchPut => kvrpcpb::RawBatchPutResponse;
+        raw_delete: kvrpcpb::RawDeleteRequest => RawDelete => kvrpcpb::RawDeleteResponse;
+        raw_batch_delete: kvrpcpb::RawBatchDeleteRequest => RawBatchDelete => kvrpcpb::RawBatchDeleteResponse;
+        raw_scan: kvrpcpb::RawScanRequest => RawScan => kvrpcpb::RawScanResponse;
+        raw_delete_range: kvrpcpb::RawDeleteRangeRequest => RawDeleteRange => kvrpcpb::RawDeleteRangeResponse;
+        raw_get_key_ttl: kvrpcpb::RawGetKeyTtlRequest => RawGetKeyTTL => kvrpcpb::RawGetKeyTtlResponse;
+        raw_compare_and_swap: kvrpcpb::RawCasRequest => RawCompareAndSwap => kvrpcpb::RawCasResponse;
+        raw_checksum: kvrpcpb::RawChecksumRequest => RawChecksum => kvrpcpb::RawChecksumResponse;
+        unsafe_destroy_range: kvrpcpb::UnsafeDestroyRangeRequest => UnsafeDestroyRange => kvrpcpb::UnsafeDestroyRangeResponse;
+        coprocessor: coprocessor::Request => Cop => coprocessor::Response;
+        split_region: kvrpcpb::SplitRegionRequest => SplitRegion => kvrpcpb::SplitRegionResponse;
+        mvcc_get_by_key: kvrpcpb::MvccGetByKeyRequest => MvccGetByKey => kvrpcpb::MvccGetByKeyResponse;
+        mvcc_get_by_start_ts: kvrpcpb::MvccGetByStartTsRequest => MvccGetByStartTs => kvrpcpb::MvccGetByStartTsResponse;
+        get_store_safe_ts: kvrpcpb::StoreSafeTsRequest => StoreSafeTS => kvrpcpb::StoreSafeTsResponse;
+        get_lock_wait_info: kvrpcpb::GetLockWaitInfoRequest => LockWaitInfo => kvrpcpb::GetLockWaitInfoResponse;
+        get_health_feedback: kvrpcpb::GetHealthFeedbackRequest => GetHealthFeedback => kvrpcpb::GetHealthFeedbackResponse;
+        broadcast_txn_status: kvrpcpb::BroadcastTxnStatusRequest => BroadcastTxnStatus => kvrpcpb::BroadcastTxnStatusResponse;
+    }
+    unimpl {
+        dispatch_mpp_task: mpp::DispatchTaskRequest => mpp::DispatchTaskResponse;
+        cancel_mpp_task: mpp::CancelTaskRequest => mpp::CancelTaskResponse;
+        is_alive: mpp::IsAliveRequest => mpp::IsAliveResponse;
+        compact: kvrpcpb::CompactRequest => kvrpcpb::CompactResponse;
+        get_ti_flash_system_table: kvrpcpb::TiFlashSystemTableRequest => kvrpcpb::TiFlashSystemTableResponse;
+    }
+    rest {
+
+    type CoprocessorStreamStream = BoxStream<coprocessor::Response>;
+    async fn coprocessor_stream(
+        &self,
+        _req: Request<coprocessor::Request>,
+    ) -> Result<Response<Self::CoprocessorStreamStream>, Status> {
+        Err(Status::unimplemented("coprocessor_stream"))
+    }
+
+    type BatchCoprocessorStream = BoxStream<coprocessor::BatchResponse>;
+    async fn batch_coprocessor(
+        &self,
+        _req: Request<coprocessor::BatchRequest>,
+    ) -> Result<Response<Self::BatchCoprocessorStream>, Status> {
+        Err(Status::unimplemented("batch_coprocessor"))
+    }
+
+    type EstablishMPPConnectionStream = BoxStream<mpp::MppDataPacket>;
+    async fn establish_mpp_connection(
+        &self,
+        _req: Request<mpp::EstablishMppConnectionRequest>,
+    ) -> Result<Response<Self::EstablishMPPConnectionStream>, Status> {
+        Err(Status::unimplemented("establish_mpp_connection"))
+    }
+
+    type BatchCommandsStream = BoxStream<tikvpb::BatchCommandsResponse>;
+    /// MC-2.29.3: each sub-request runs concurrently and is answered with its id.
+    async fn batch_commands(
+        &self,
+        req: Request<Streaming<tikvpb::BatchCommandsRequest>>,
+    ) -> Result<Response<Self::BatchCommandsStream>, Status> {
+        let addr = forwarded(&req, &self.addr);
+        let mut input = req.into_inner();
+        let (tx, rx) = mpsc::channel(256);
+        let mock = self.mock.clone();
+        let mut stopped = self.stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    m = input.message() => m,
+                    _ = async { let _ = stopped.wait_for(|s| *s).await; } => {
+                        let _ = tx.send(Err(Status::unavailable("store stopped"))).await;
+                        return;
+                    }
+                };
+                let batch = match next {
+                    Ok(Some(b)) => b,
+                    _ => return,
+                };
+                for (sub, id) in batch.requests.into_iter().zip(batch.request_ids) {
+                    let (mock, tx, addr) = (mock.clone(), tx.clone(), addr.clone());
+                    tokio::spawn(async move {
+                        let Some(cmd) = sub.cmd else {
+                            let _ = tx.send(Err(Status::invalid_argument("empty batch entry"))).await;
+                            return;
+                        };
+                        let cmd = command_from_batch(cmd);
+                        if let Command::Empty(e) = &cmd
+                            && e.delay_time > 0
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(e.delay_time)).await;
+                        }
+                        let result = mock.dispatch(&addr, cmd, None).await;
+                        let store = mock.cluster().get_store_by_addr(&addr).map_or(0, |s| s.id);
+                        let msg = match result {
+                            Ok(resp) => Ok(tikvpb::BatchCommandsResponse {
+                                responses: vec![tikvpb::batch_commands_response::Response {
+                                    cmd: batch_from_response(resp),
+                                }],
+                                request_ids: vec![id],
+                                transport_layer_load: 0,
+                                health_feedback: Some(mock.cluster().next_health_feedback(store)),
+                                ..Default::default()
+                            }),
+                            Err(e) => Err(to_status(e)),
+                        };
+                        let _ = tx.send(msg).await;
+                    });
+                }
+            }
+        });
+        Ok(Response::new(chan_stream(rx)))
+    }
+    }
+}
+
+// ===== PD face =====
+
+#[derive(Clone)]
+struct PdFace {
+    mock: Mock,
+}
+
+macro_rules! pd_impl {
+    (
+        pd { $($m:ident: $req:ty => $resp:ty;)* }
+        unimpl { $($um:ident: $ureq:ty => $uresp:ty;)* }
+        rest { $($rest:tt)* }
+    ) => {
+        #[tonic::async_trait]
+        impl Pd for PdFace {
+            $(
+                async fn $m(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
+                    self.mock.pd().$m(req.into_inner()).await.map(Response::new)
+                }
+            )*
+            $(
+                async fn $um(&self, _req: Request<$ureq>) -> Result<Response<$uresp>, Status> {
+                    Err(Status::unimplemented(stringify!($um)))
+                }
+            )*
+            $($rest)*
+        }
+    };
+}
+
+pd_impl! {
+    pd {
+        get_cluster_info: pdpb::GetClusterInfoRequest => pdpb::GetClusterInfoResponse;
+        get_members: pdpb::GetMembersRequest => pdpb::GetMembersResponse;
+        alloc_id: pdpb::AllocIdRequest => pdpb::AllocIdResponse;
+        get_store: pdpb::GetStoreRequest => pdpb::GetStoreResponse;
+        get_all_stores: pdpb::GetAllStoresRequest => pdpb::GetAllStoresResponse;
+        get_region: pdpb::GetRegionRequest => pdpb::GetRegionResponse;
+        get_prev_region: pdpb::GetRegionRequest => pdpb::GetRegionResponse;
+        get_region_by_id: pdpb::GetRegionByIdRequest => pdpb::GetRegionResponse;
+        scan_regions: pdpb::ScanRegionsRequest => pdpb::ScanRegionsResponse;
+        batch_scan_regions: pdpb::BatchScanRegionsRequest => pdpb::BatchScanRegionsResponse;
+        scatter_region: pdpb::ScatterRegionRequest => pdpb::ScatterRegionResponse;
+        get_gc_safe_point: pdpb::GetGcSafePointRequest => pdpb::GetGcSafePointResponse;
+        update_gc_safe_point: pdpb::UpdateGcSafePointRequest => pdpb::UpdateGcSafePointResponse;
+        update_service_gc_safe_point: pdpb::UpdateServiceGcSafePointRequest => pdpb::UpdateServiceGcSafePointResponse;
+        advance_gc_safe_point: pdpb::AdvanceGcSafePointRequest => pdpb::AdvanceGcSafePointResponse;
+        advance_txn_safe_point: pdpb::AdvanceTxnSafePointRequest => pdpb::AdvanceTxnSafePointResponse;
+        set_gc_barrier: pdpb::SetGcBarrierRequest => pdpb::SetGcBarrierResponse;
+        delete_gc_barrier: pdpb::DeleteGcBarrierRequest => pdpb::DeleteGcBarrierResponse;
+        get_gc_state: pdpb::GetGcStateRequest => pdpb::GetGcStateResponse;
+        get_operator: pdpb::GetOperatorRequest => pdpb::GetOperatorResponse;
+        split_regions: pdpb::SplitRegionsRequest => pdpb::SplitRegionsResponse;
+        split_and_scatter_regions: pdpb::SplitAndScatterRegionsRequest => pdpb::SplitAndScatterRegionsResponse;
+        store_global_config: pdpb::StoreGlobalConfigRequest => pdpb::StoreGlobalConfigResponse;
+        load_global_config: pdpb::LoadGlobalConfigRequest => pdpb::LoadGlobalConfigResponse;
+        set_external_timestamp: pdpb::SetExternalTimestampRequest => pdpb::SetExternalTimestampResponse;
+        get_external_timestamp: pdpb::GetExternalTimestampRequest => pdpb::GetExternalTimestampResponse;
+        get_min_ts: pdpb::GetMinTsRequest => pdpb::GetMinTsResponse;
+    }
+    unimpl {
+        set_global_gc_barrier: pdpb::SetGlobalGcBarrierRequest => pdpb::SetGlobalGcBarrierResponse;
+        delete_global_gc_barrier: pdpb::DeleteGlobalGcBarrierRequest => pdpb::DeleteGlobalGcBarrierResponse;
+        get_all_keyspaces_gc_states: pdpb::GetAllKeyspacesGcStatesRequest => pdpb::GetAllKeyspacesGcStatesResponse;
+    }
+    rest {
+
+    type TsoStream = BoxStream<pdpb::TsoResponse>;
+    /// MC-1.14.2: one response per request, echoing `count`; errors end the stream.
+    async fn tso(
+        &self,
+        req: Request<Streaming<pdpb::TsoRequest>>,
+    ) -> Result<Response<Self::TsoStream>, Status> {
+        let mut input = req.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        let pd = self.mock.pd().clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = input.message().await {
+                let resp = pd.tso(r).await;
+                let end = resp.is_err();
+                if tx.send(resp).await.is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(chan_stream(rx)))
+    }
+
+    type QueryRegionStream = BoxStream<pdpb::QueryRegionResponse>;
+    async fn query_region(
+        &self,
+        _req: Request<Streaming<pdpb::QueryRegionRequest>>,
+    ) -> Result<Response<Self::QueryRegionStream>, Status> {
+        Err(Status::unimplemented("query_region"))
+    }
+    }
+}
+
+// ===== the gRPC cluster =====
+
+struct GrpcInner {
+    mock: Mock,
+    handle: tokio::runtime::Handle,
+    servers: Mutex<HashMap<String, Running>>,
+    pd: Mutex<Option<Running>>,
+    pd_addr: String,
+}
+
+/// The gRPC faces of a [`Mock`]: a PD server and one TiKV server per store address, on
+/// loopback ports (MC-2.29.1). Dropping it stops every server.
+pub struct MockGrpc {
+    inner: Arc<GrpcInner>,
+}
+
+impl std::fmt::Debug for MockGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockGrpc")
+            .field("pd_addr", &self.inner.pd_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn spawn_server<S>(handle: &tokio::runtime::Handle, router: S, l: TcpListener) -> Running
+where
+    S: FnOnce(
+        Arc<Mutex<Option<TcpListener>>>,
+        watch::Receiver<bool>,
+    ) -> tonic::transport::server::Router,
+{
+    let slot = Arc::new(Mutex::new(Some(l)));
+    let (stop, rx) = watch::channel(false);
+    let router = router(slot.clone(), rx.clone());
+    let incoming = Incoming { slot: slot.clone() };
+    let mut rx2 = rx;
+    handle.spawn(async move {
+        let _ = router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = rx2.wait_for(|s| *s).await.map(|_| ());
+            })
+            .await;
+    });
+    Running { slot, stop }
+}
+
+impl MockGrpc {
+    /// Starts the PD server and a TiKV server for every store address; stores whose address
+    /// is not a `host:port` (`store1`, ...) get an ephemeral port recorded as their address
+    /// (MC-1.2.6). Must be called inside a tokio runtime.
+    pub fn start(mock: &Mock) -> Result<MockGrpc, Error> {
+        let handle = tokio::runtime::Handle::current();
+        let io = |e: std::io::Error| Error::from(ErrorDetail::Internal(format!("bind: {e}")));
+        let (l, pd_addr) = bind(&handle, "127.0.0.1:0").map_err(io)?;
+        mock.pd().set_client_url(format!("http://{pd_addr}"));
+        let face = PdFace { mock: mock.clone() };
+        let pd = spawn_server(
+            &handle,
+            |_, _| tonic::transport::Server::builder().add_service(PdServer::new(face)),
+            l,
+        );
+        let inner = Arc::new(GrpcInner {
+            mock: mock.clone(),
+            handle,
+            servers: Mutex::new(HashMap::new()),
+            pd: Mutex::new(Some(pd)),
+            pd_addr,
+        });
+        let weak: Weak<GrpcInner> = Arc::downgrade(&inner);
+        mock.cluster().on_store_change(Arc::new(move || {
+            if let Some(i) = weak.upgrade() {
+                reconcile(&i);
+            }
+        }));
+        reconcile(&inner);
+        Ok(MockGrpc { inner })
+    }
+
+    /// The PD server's `host:port`.
+    pub fn pd_addr(&self) -> &str {
+        &self.inner.pd_addr
+    }
+
+    /// The addresses with a running TiKV listener.
+    pub fn listening(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for MockGrpc {
+    fn drop(&mut self) {
+        for (_, r) in self
+            .inner
+            .servers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            r.stop();
+        }
+        if let Some(p) = self
+            .inner
+            .pd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            p.stop();
+        }
+    }
+}
+
+fn start_tikv(inner: &GrpcInner, addr: &str) -> Option<(Running, String)> {
+    let (l, local) = bind(&inner.handle, addr).ok()?;
+    let mock = inner.mock.clone();
+    let a = local.clone();
+    let r = spawn_server(
+        &inner.handle,
+        move |_, stopped| {
+            tonic::transport::Server::builder().add_service(TikvServer::new(TikvFace {
+                mock,
+                addr: a,
+                stopped,
+            }))
+        },
+        l,
+    );
+    Some((r, local))
+}
+
+/// Opens listeners for addresses of live stores and closes those of stopped ones.
+fn reconcile(inner: &GrpcInner) {
+    let cluster = inner.mock.cluster();
+    for s in cluster.get_all_stores() {
+        if s.address.parse::<SocketAddr>().is_err() {
+            let mut servers = inner.servers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((r, local)) = start_tikv(inner, "127.0.0.1:0") {
+                cluster.set_store_address_silently(s.id, &local);
+                if s.state() == tikv_proto::metapb::StoreState::Offline {
+                    r.stop();
+                } else {
+                    servers.insert(local, r);
+                }
+            }
+        }
+    }
+    let stores = cluster.get_all_stores();
+    let mut servers = inner.servers.lock().unwrap_or_else(|e| e.into_inner());
+    let wanted: Vec<String> = stores
+        .iter()
+        .filter(|s| s.state() != tikv_proto::metapb::StoreState::Offline)
+        .map(|s| s.address.clone())
+        .collect();
+    let running: Vec<String> = servers.keys().cloned().collect();
+    for a in running {
+        if !wanted.contains(&a)
+            && let Some(r) = servers.remove(&a)
+        {
+            r.stop();
+        }
+    }
+    for a in wanted {
+        if !servers.contains_key(&a)
+            && a.parse::<SocketAddr>().is_ok()
+            && let Some((r, _)) = start_tikv(inner, &a)
+        {
+            servers.insert(a, r);
+        }
+    }
+}

@@ -1,0 +1,870 @@
+//! The request path shared by both TiKV faces (spec §2.1 - §2.4, §2.21, §2.22, §2.26) and the
+//! in-process face (MC-2.30).
+//!
+//! [`Mock`] owns the cluster model, the PD, the raw store, the MVCC engine, the injection rules
+//! and the request log. [`Mock::dispatch`] runs one request in mocktikv's order (`rpc.go`
+//! `RPCClient.SendRequest`, `session.go` `CheckRequestContext`): deadline, address resolution,
+//! early rules, region checks, size check, late rules, scheduled delays, key-range checks,
+//! execution, rewrite rules. [`MockTikv`] wraps it as the `tower::Service` that ends the
+//! client's pipeline; the gRPC face (`grpc.rs`) calls the same `dispatch`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use tikv_layers::{CmdType, Command, CommandResponse, Error, ErrorDetail, RpcRequest, RpcResponse};
+use tikv_proto::{errorpb, kvrpcpb, metapb};
+use tokio::time::Instant;
+
+use super::Clock;
+use super::cluster::{AddrError, Cluster, KeyViolation, decode_key, encode_key, region_contains};
+use super::inject::{
+    Action, LogEntry, MatchInput, Outcome, Phase, RequestLog, Rule, RuleHandle, TikvRules,
+    TransportKind, eval_tikv,
+};
+use super::mvcc::{MvccEngine, RegionScope};
+use super::pd::MockPd;
+use super::raw::{Range, RawStore};
+
+/// TiKV's raft entry limit mocktikv checks request sizes against (`rpc.go` `requestMaxSize`).
+pub const REQUEST_MAX_SIZE: usize = 8 * 1024 * 1024;
+
+/// Construction options of a mock cluster.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MockOptions {
+    /// The cluster id PD reports (MC-1.1.2); 1 like mocktikv.
+    pub cluster_id: u64,
+    /// Serve replica and stale reads on followers (MC-2.2.3); off like mocktikv.
+    pub follower_read: bool,
+    /// Capacity of the request log (MC-3.8.5).
+    pub log_capacity: usize,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            cluster_id: 1,
+            follower_read: false,
+            log_capacity: 4096,
+        }
+    }
+}
+
+pub(crate) struct MockInner {
+    pub(crate) clock: Clock,
+    pub(crate) cluster: Cluster,
+    pub(crate) pd: MockPd,
+    pub(crate) raw: RawStore,
+    pub(crate) mvcc: MvccEngine,
+    pub(crate) rules: Arc<TikvRules>,
+    pub(crate) log: RequestLog,
+    pub(crate) opts: MockOptions,
+}
+
+/// One embedded mock cluster: the shared engine behind both faces. Cheap to clone.
+#[derive(Clone)]
+pub struct Mock {
+    pub(crate) inner: Arc<MockInner>,
+}
+
+impl std::fmt::Debug for Mock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mock").finish_non_exhaustive()
+    }
+}
+
+/// mocktikv's `NewMockTiKV`: (in-process TiKV face, cluster handle, PD), unbootstrapped
+/// (MC-1.6.5).
+pub fn new_mock_tikv() -> (MockTikv, Cluster, MockPd) {
+    let m = Mock::new(MockOptions::default());
+    (m.tikv(), m.cluster().clone(), m.pd().clone())
+}
+
+fn region_error(msg: &str, f: impl FnOnce(&mut errorpb::Error)) -> errorpb::Error {
+    let mut e = errorpb::Error {
+        message: msg.to_owned(),
+        ..Default::default()
+    };
+    f(&mut e);
+    e
+}
+
+/// Which key space a command's keys live in (MC-1.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyMode {
+    Txn,
+    Raw,
+}
+
+/// A key a command names, for the key-range checks of MC-2.4.2.
+enum KeyCheck<'a> {
+    /// Must lie in the region.
+    In(&'a [u8]),
+    /// DeleteRange end: not beyond the region end (empty only when the region end is).
+    EndWithin(&'a [u8]),
+    /// RawDeleteRange end: within `(region start, region end]`.
+    RawEnd(&'a [u8]),
+}
+
+fn txn(v: Vec<KeyCheck<'_>>) -> (KeyMode, Vec<KeyCheck<'_>>) {
+    (KeyMode::Txn, v)
+}
+
+fn raw(v: Vec<KeyCheck<'_>>) -> (KeyMode, Vec<KeyCheck<'_>>) {
+    (KeyMode::Raw, v)
+}
+
+fn all(keys: &[Vec<u8>]) -> Vec<KeyCheck<'_>> {
+    keys.iter().map(|k| KeyCheck::In(k)).collect()
+}
+
+fn key_checks(cmd: &Command) -> (KeyMode, Vec<KeyCheck<'_>>) {
+    use KeyCheck::*;
+    match cmd {
+        Command::Get(r) => txn(vec![In(&r.key)]),
+        Command::Scan(r) => {
+            if r.reverse {
+                txn(if r.end_key.is_empty() {
+                    vec![]
+                } else {
+                    vec![In(&r.end_key)]
+                })
+            } else {
+                txn(vec![In(&r.start_key)])
+            }
+        }
+        Command::BatchGet(r) => txn(all(&r.keys)),
+        Command::BufferBatchGet(r) => txn(all(&r.keys)),
+        Command::Prewrite(r) => txn(r.mutations.iter().map(|m| In(&m.key)).collect()),
+        Command::Flush(r) => txn(r.mutations.iter().map(|m| In(&m.key)).collect()),
+        Command::PessimisticLock(r) => txn(r.mutations.iter().map(|m| In(&m.key)).collect()),
+        Command::PessimisticRollback(r) => txn(all(&r.keys)),
+        Command::Commit(r) => txn(all(&r.keys)),
+        Command::Cleanup(r) => txn(vec![In(&r.key)]),
+        Command::BatchRollback(r) => txn(all(&r.keys)),
+        Command::CheckTxnStatus(r) => txn(vec![In(&r.primary_key)]),
+        Command::TxnHeartBeat(r) => txn(vec![In(&r.primary_lock)]),
+        Command::CheckSecondaryLocks(r) => txn(all(&r.keys)),
+        Command::ResolveLock(r) => txn(all(&r.keys)),
+        Command::DeleteRange(r) => txn(vec![In(&r.start_key), EndWithin(&r.end_key)]),
+        Command::MvccGetByKey(r) => txn(vec![In(&r.key)]),
+        Command::SplitRegion(r) => {
+            let mut v: Vec<KeyCheck<'_>> = all(&r.split_keys);
+            if !r.split_key.is_empty() {
+                v.push(In(&r.split_key));
+            }
+            (
+                if r.is_raw_kv {
+                    KeyMode::Raw
+                } else {
+                    KeyMode::Txn
+                },
+                v,
+            )
+        }
+        Command::RawGet(r) => raw(vec![In(&r.key)]),
+        Command::RawPut(r) => raw(vec![In(&r.key)]),
+        Command::RawDelete(r) => raw(vec![In(&r.key)]),
+        Command::RawCompareAndSwap(r) => raw(vec![In(&r.key)]),
+        Command::RawGetKeyTTL(r) => raw(vec![In(&r.key)]),
+        Command::RawBatchGet(r) => raw(all(&r.keys)),
+        Command::RawBatchDelete(r) => raw(all(&r.keys)),
+        Command::RawBatchPut(r) => raw(r.pairs.iter().map(|p| In(&p.key)).collect()),
+        Command::RawDeleteRange(r) => raw(vec![In(&r.start_key), RawEnd(&r.end_key)]),
+        Command::RawScan(r) => {
+            if r.reverse {
+                raw(if r.end_key.is_empty() {
+                    vec![]
+                } else {
+                    vec![In(&r.end_key)]
+                })
+            } else {
+                raw(vec![In(&r.start_key)])
+            }
+        }
+        _ => (KeyMode::Txn, Vec::new()),
+    }
+}
+
+fn user_keys(cmd: &Command) -> Vec<Vec<u8>> {
+    key_checks(cmd)
+        .1
+        .into_iter()
+        .map(|k| match k {
+            KeyCheck::In(k) | KeyCheck::EndWithin(k) | KeyCheck::RawEnd(k) => k.to_vec(),
+        })
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+/// Commands that skip the region checks (MC-2.2.4).
+fn is_store_level(t: CmdType) -> bool {
+    matches!(
+        t,
+        CmdType::StoreSafeTS
+            | CmdType::GetHealthFeedback
+            | CmdType::BroadcastTxnStatus
+            | CmdType::LockWaitInfo
+            | CmdType::UnsafeDestroyRange
+            | CmdType::Empty
+    )
+}
+
+/// Commands the mock serves (§2.27); everything else is *unimplemented*.
+fn is_served(t: CmdType) -> bool {
+    use CmdType as C;
+    matches!(
+        t,
+        C::Get
+            | C::Scan
+            | C::BatchGet
+            | C::Prewrite
+            | C::Commit
+            | C::Cleanup
+            | C::BatchRollback
+            | C::ScanLock
+            | C::ResolveLock
+            | C::DeleteRange
+            | C::PessimisticLock
+            | C::PessimisticRollback
+            | C::TxnHeartBeat
+            | C::CheckTxnStatus
+            | C::CheckSecondaryLocks
+            | C::FlashbackToVersion
+            | C::PrepareFlashbackToVersion
+            | C::Flush
+            | C::BufferBatchGet
+            | C::RawGet
+            | C::RawBatchGet
+            | C::RawPut
+            | C::RawBatchPut
+            | C::RawDelete
+            | C::RawBatchDelete
+            | C::RawDeleteRange
+            | C::RawScan
+            | C::RawGetKeyTTL
+            | C::RawCompareAndSwap
+            | C::RawChecksum
+            | C::UnsafeDestroyRange
+            | C::StoreSafeTS
+            | C::LockWaitInfo
+            | C::GetHealthFeedback
+            | C::BroadcastTxnStatus
+            | C::MvccGetByKey
+            | C::MvccGetByStartTs
+            | C::SplitRegion
+            | C::Empty
+    )
+}
+
+fn is_read(t: CmdType) -> bool {
+    matches!(
+        t,
+        CmdType::Get | CmdType::BatchGet | CmdType::Scan | CmdType::BufferBatchGet | CmdType::Cop
+    )
+}
+
+/// The region a request passed the checks for.
+struct Routed {
+    region: metapb::Region,
+}
+
+async fn bounded(
+    deadline: Option<Instant>,
+    addr: &str,
+    fut: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    match deadline {
+        None => {
+            fut.await;
+            Ok(())
+        }
+        Some(d) => tokio::time::timeout_at(d, fut).await.map_err(|_| {
+            Error::from(ErrorDetail::AttemptTimeout {
+                addr: addr.to_owned(),
+            })
+        }),
+    }
+}
+
+impl Mock {
+    /// A fresh, unbootstrapped mock cluster with its own clock.
+    pub fn new(opts: MockOptions) -> Mock {
+        Mock::with_clock(Clock::new(), opts)
+    }
+
+    /// A fresh mock cluster reading time from `clock`.
+    pub fn with_clock(clock: Clock, opts: MockOptions) -> Mock {
+        let cluster = Cluster::new(clock.clone());
+        let pd = MockPd::new(cluster.clone(), opts.cluster_id);
+        Mock {
+            inner: Arc::new(MockInner {
+                raw: RawStore::new(clock.clone()),
+                mvcc: MvccEngine::new(clock.clone()),
+                rules: Arc::new(TikvRules::default()),
+                log: RequestLog::new(opts.log_capacity),
+                clock,
+                cluster,
+                pd,
+                opts,
+            }),
+        }
+    }
+
+    /// The cluster model.
+    pub fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
+    /// The in-process PD.
+    pub fn pd(&self) -> &MockPd {
+        &self.inner.pd
+    }
+
+    /// The MVCC engine (read-only inspection in tests).
+    pub fn mvcc(&self) -> &MvccEngine {
+        &self.inner.mvcc
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The in-process TiKV face.
+    pub fn tikv(&self) -> MockTikv {
+        MockTikv { mock: self.clone() }
+    }
+
+    /// Installs an injection rule (MC-3.8.1).
+    pub fn inject(&self, rule: Rule) -> RuleHandle {
+        let policy = rule.policy;
+        self.inner.rules.add(rule, policy)
+    }
+
+    /// A snapshot of the request log (MC-3.8.5).
+    pub fn request_log(&self) -> Vec<LogEntry> {
+        self.inner.log.snapshot()
+    }
+
+    /// Clears the request log.
+    pub fn clear_request_log(&self) {
+        self.inner.log.clear();
+    }
+
+    /// mocktikv `SplitKeys` (MC-1.8.2): `[start, end)` (user keys) becomes `count` regions
+    /// split by the visible data; `start >= end` is a no-op.
+    pub async fn split_keys(&self, start: &[u8], end: &[u8], count: usize) -> Result<(), Error> {
+        if (!end.is_empty() && start >= end) || count == 0 {
+            return Ok(());
+        }
+        let scope = RegionScope {
+            region_id: 0,
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+        };
+        let scan = kvrpcpb::ScanRequest {
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            limit: u32::MAX,
+            version: u64::MAX,
+            key_only: true,
+            ..Default::default()
+        };
+        let keys: Vec<Vec<u8>> = match self.inner.mvcc.execute(Command::Scan(scan), &scope).await? {
+            CommandResponse::Scan(r) => r.pairs.into_iter().map(|p| p.key).collect(),
+            _ => Vec::new(),
+        };
+        let n = keys.len();
+        let mut starts = Vec::new();
+        if n > 0 {
+            let (base, extra) = (n / count, n % count);
+            let mut i = 0;
+            for g in 0..count.min(n) {
+                starts.push(keys[i].clone());
+                i += base + usize::from(g < extra);
+            }
+        }
+        self.inner
+            .cluster
+            .split_range_by_keys(&encode_key(start), &encode_key(end), &starts);
+        Ok(())
+    }
+
+    fn log(
+        &self,
+        addr: &str,
+        store_id: u64,
+        cmd: &Command,
+        ctx: &kvrpcpb::Context,
+        r: &Result<CommandResponse, Error>,
+    ) {
+        let outcome = match r {
+            Ok(resp) => match resp.region_error() {
+                Some(e) => Outcome::RegionError(e.message.clone()),
+                None => Outcome::Ok,
+            },
+            Err(e) => Outcome::Transport(e.to_string()),
+        };
+        self.inner.log.push(LogEntry {
+            time_ms: self.inner.clock.now_ms(),
+            addr: addr.to_owned(),
+            store_id,
+            cmd_type: cmd.cmd_type(),
+            context: ctx.clone(),
+            request: cmd.clone(),
+            outcome,
+        });
+    }
+
+    /// Runs one request sent to `addr` (both faces call this; the command's own `context`
+    /// field is the request context, as on the wire).
+    pub async fn dispatch(
+        &self,
+        addr: &str,
+        cmd: Command,
+        deadline: Option<Instant>,
+    ) -> Result<CommandResponse, Error> {
+        let ctx = cmd.context().cloned().unwrap_or_default();
+        let mut store_id = 0;
+        let r = self
+            .dispatch_inner(addr, &cmd, &ctx, deadline, &mut store_id)
+            .await;
+        self.log(addr, store_id, &cmd, &ctx, &r);
+        r
+    }
+
+    async fn apply(
+        &self,
+        action: Action,
+        gate: Arc<tokio::sync::Semaphore>,
+        cmd: &Command,
+        addr: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<CommandResponse>, Error> {
+        match action {
+            Action::RegionError(e) => cmd.region_error_response(e).map(Some),
+            Action::Transport(kind, msg) => Err(kind.to_error(addr, &msg)),
+            Action::Delay(d) => {
+                bounded(deadline, addr, tokio::time::sleep(d)).await?;
+                Ok(None)
+            }
+            Action::Pause => {
+                bounded(deadline, addr, async {
+                    let _ = gate.acquire().await;
+                })
+                .await?;
+                Ok(None)
+            }
+            Action::Respond(f) => Ok(f(cmd)),
+            Action::Rewrite(_) => Ok(None),
+        }
+    }
+
+    async fn dispatch_inner(
+        &self,
+        addr: &str,
+        cmd: &Command,
+        ctx: &kvrpcpb::Context,
+        deadline: Option<Instant>,
+        store_out: &mut u64,
+    ) -> Result<CommandResponse, Error> {
+        // 1. deadline (MC-2.1.1 step 1).
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(TransportKind::DeadlineExceeded.to_error(addr, "deadline exceeded"));
+        }
+        // 2. address resolution (MC-1.2.5).
+        let resolved = self.inner.cluster.read().store_by_addr_checked(addr);
+        let store_id = match resolved {
+            Ok(id) => id,
+            Err(AddrError::Cancelled) => {
+                return Err(TransportKind::Cancelled.to_error(addr, "context canceled"));
+            }
+            Err(AddrError::ConnectFail) => {
+                return Err(TransportKind::ConnectFail.to_error(addr, "connect fail"));
+            }
+            Err(AddrError::Refused) => {
+                return Err(TransportKind::ConnectionRefused.to_error(addr, "connection refused"));
+            }
+            Err(AddrError::Timeout) => {
+                if let Some(d) = deadline {
+                    tokio::time::sleep_until(d).await;
+                }
+                return Err(TransportKind::DeadlineExceeded.to_error(addr, "deadline exceeded"));
+            }
+        };
+        *store_out = store_id;
+        let keys = user_keys(cmd);
+        let m = MatchInput {
+            addr,
+            store_id,
+            cmd,
+            ctx,
+            keys: &keys,
+        };
+        // 3. early injection.
+        if let Some((a, g)) = eval_tikv(&self.inner.rules, Phase::BeforeRegionCheck, &m)
+            && let Some(resp) = self.apply(a, g, cmd, addr, deadline).await?
+        {
+            return Ok(resp);
+        }
+        let t = cmd.cmd_type();
+        if !is_served(t) {
+            return Err(
+                TransportKind::Unimplemented.to_error(addr, "unsupported this request type")
+            );
+        }
+        // 4. region and size checks.
+        let routed = if is_store_level(t) {
+            None
+        } else {
+            match self.check_region(store_id, ctx, t, cmd.start_ts()) {
+                Ok(r) => Some(r),
+                Err(e) => return cmd.region_error_response(*e),
+            }
+        };
+        if let Some(r) = &routed {
+            let size = cmd.encoded_len();
+            if size >= REQUEST_MAX_SIZE {
+                return cmd.region_error_response(region_error("raft entry is too large", |e| {
+                    e.raft_entry_too_large = Some(errorpb::RaftEntryTooLarge {
+                        region_id: r.region.id,
+                        entry_size: size as u64,
+                    })
+                }));
+            }
+        }
+        if let Some((a, g)) = eval_tikv(&self.inner.rules, Phase::AfterRegionCheck, &m)
+            && let Some(resp) = self.apply(a, g, cmd, addr, deadline).await?
+        {
+            return Ok(resp);
+        }
+        // Scheduled delays (MC-1.13.1).
+        if let (Some(r), Command::Prewrite(_) | Command::PessimisticLock(_)) = (&routed, cmd)
+            && let Some(d) = self.inner.cluster.take_delay(cmd.start_ts(), r.region.id)
+        {
+            bounded(deadline, addr, tokio::time::sleep(d)).await?;
+        }
+        // 5. key-range checks, then execute.
+        let resp = match &routed {
+            Some(r) => {
+                if let Some(e) = self.check_keys(cmd, &r.region) {
+                    return cmd.region_error_response(e);
+                }
+                self.execute(cmd.clone(), &r.region, store_id, addr).await?
+            }
+            None => {
+                self.execute_store_level(cmd.clone(), store_id, addr)
+                    .await?
+            }
+        };
+        // 6. rewrite rules.
+        if let Some((a, g)) = eval_tikv(&self.inner.rules, Phase::AfterExecute, &m) {
+            match a {
+                Action::Rewrite(f) => return f(resp),
+                other => {
+                    if let Some(r) = self.apply(other, g, cmd, addr, deadline).await? {
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+        Ok(resp)
+    }
+
+    /// MC-2.2.1 in mocktikv's order.
+    fn check_region(
+        &self,
+        store_id: u64,
+        ctx: &kvrpcpb::Context,
+        t: CmdType,
+        read_ts: u64,
+    ) -> Result<Routed, Box<errorpb::Error>> {
+        let m = self.inner.cluster.read();
+        if let Some(p) = &ctx.peer
+            && p.store_id != store_id
+        {
+            return Err(Box::new(region_error("store not match", |e| {
+                e.store_not_match = Some(errorpb::StoreNotMatch {
+                    request_store_id: p.store_id,
+                    actual_store_id: store_id,
+                })
+            })));
+        }
+        let not_found = || {
+            Box::new(region_error("region not found", |e| {
+                e.region_not_found = Some(errorpb::RegionNotFound {
+                    region_id: ctx.region_id,
+                })
+            }))
+        };
+        let Some(region) = m.regions.get(&ctx.region_id) else {
+            return Err(not_found());
+        };
+        let Some(store_peer) = region.meta.peers.iter().find(|p| p.store_id == store_id) else {
+            return Err(not_found());
+        };
+        let Some(leader) = region.leader_peer() else {
+            return Err(Box::new(region_error("no leader", |e| {
+                e.not_leader = Some(errorpb::NotLeader {
+                    region_id: ctx.region_id,
+                    leader: None,
+                })
+            })));
+        };
+        let tiflash = m.stores.get(&store_id).is_some_and(|s| {
+            s.meta
+                .labels
+                .iter()
+                .any(|l| l.key == "engine" && (l.value == "tiflash" || l.value == "tiflash_mpp"))
+        });
+        let follower_ok =
+            self.inner.opts.follower_read && is_read(t) && (ctx.replica_read || ctx.stale_read);
+        if store_peer.id != leader.id && !tiflash && !follower_ok {
+            return Err(Box::new(region_error("not leader", |e| {
+                e.not_leader = Some(errorpb::NotLeader {
+                    region_id: ctx.region_id,
+                    leader: Some(leader.clone()),
+                })
+            })));
+        }
+        if ctx.region_epoch.as_ref() != region.meta.region_epoch.as_ref()
+            || ctx.region_epoch.is_none()
+        {
+            let mut current = vec![region.meta.clone()];
+            if !region.meta.end_key.is_empty()
+                && let Some(next) = m.region_by_key(&region.meta.end_key)
+            {
+                current.push(next.meta.clone());
+            }
+            return Err(Box::new(region_error("epoch not match", |e| {
+                e.epoch_not_match = Some(errorpb::EpochNotMatch {
+                    current_regions: current,
+                })
+            })));
+        }
+        if follower_ok && store_peer.id != leader.id && ctx.stale_read {
+            let safe_ts = m.stores.get(&store_id).map_or(0, |s| s.safe_ts);
+            if read_ts > safe_ts {
+                return Err(Box::new(region_error("data is not ready", |e| {
+                    e.data_is_not_ready = Some(errorpb::DataIsNotReady {
+                        region_id: ctx.region_id,
+                        peer_id: store_peer.id,
+                        safe_ts,
+                    })
+                })));
+            }
+        }
+        Ok(Routed {
+            region: region.meta.clone(),
+        })
+    }
+
+    /// MC-2.4: the first key outside the region gives `KeyNotInRegion` and a violation.
+    fn check_keys(&self, cmd: &Command, region: &metapb::Region) -> Option<errorpb::Error> {
+        let (mode, checks) = key_checks(cmd);
+        let (s, e) = (&region.start_key, &region.end_key);
+        let pd = |k: &[u8]| match mode {
+            KeyMode::Txn => encode_key(k),
+            KeyMode::Raw => k.to_vec(),
+        };
+        for c in checks {
+            let (key, ok) = match c {
+                KeyCheck::In(k) => (
+                    k,
+                    region_contains(s, e, &pd(k)) || (k.is_empty() && s.is_empty()),
+                ),
+                KeyCheck::EndWithin(k) => {
+                    let ok = if k.is_empty() {
+                        e.is_empty()
+                    } else {
+                        e.is_empty() || pd(k).as_slice() <= e.as_slice()
+                    };
+                    (k, ok)
+                }
+                KeyCheck::RawEnd(k) => {
+                    let ok = if k.is_empty() {
+                        e.is_empty()
+                    } else {
+                        s.as_slice() < k && (e.is_empty() || k <= e.as_slice())
+                    };
+                    (k, ok)
+                }
+            };
+            if !ok {
+                self.inner.cluster.record_violation(KeyViolation {
+                    cmd: cmd.cmd_type().name(),
+                    key: key.to_vec(),
+                    region_id: region.id,
+                });
+                return Some(region_error("key not in region", |err| {
+                    err.key_not_in_region = Some(errorpb::KeyNotInRegion {
+                        key: key.to_vec(),
+                        region_id: region.id,
+                        start_key: s.clone(),
+                        end_key: e.clone(),
+                    })
+                }));
+            }
+        }
+        None
+    }
+
+    async fn execute(
+        &self,
+        cmd: Command,
+        region: &metapb::Region,
+        _store_id: u64,
+        _addr: &str,
+    ) -> Result<CommandResponse, Error> {
+        let raw = &self.inner.raw;
+        let range = Range {
+            start: &region.start_key,
+            end: &region.end_key,
+        };
+        Ok(match cmd {
+            Command::RawGet(r) => raw.get(&r).into(),
+            Command::RawBatchGet(r) => raw.batch_get(&r).into(),
+            Command::RawPut(r) => raw.put(&r).into(),
+            Command::RawBatchPut(r) => raw.batch_put(&r).into(),
+            Command::RawDelete(r) => raw.delete(&r).into(),
+            Command::RawBatchDelete(r) => raw.batch_delete(&r).into(),
+            Command::RawDeleteRange(r) => raw.delete_range(&r).into(),
+            Command::RawScan(r) => raw.scan(&r, &range).into(),
+            Command::RawGetKeyTTL(r) => raw.get_key_ttl(&r).into(),
+            Command::RawCompareAndSwap(r) => raw.compare_and_swap(&r).into(),
+            Command::RawChecksum(r) => raw.checksum(&r, &range).into(),
+            Command::SplitRegion(r) => self.split_region(r, region).into(),
+            cmd => {
+                let scope = RegionScope {
+                    region_id: region.id,
+                    start_key: decode_key(&region.start_key),
+                    end_key: decode_key(&region.end_key),
+                };
+                self.inner.mvcc.execute(cmd, &scope).await?
+            }
+        })
+    }
+
+    async fn execute_store_level(
+        &self,
+        cmd: Command,
+        store_id: u64,
+        _addr: &str,
+    ) -> Result<CommandResponse, Error> {
+        Ok(match cmd {
+            Command::StoreSafeTS(_) => kvrpcpb::StoreSafeTsResponse {
+                safe_ts: self
+                    .inner
+                    .cluster
+                    .read()
+                    .stores
+                    .get(&store_id)
+                    .map_or(0, |s| s.safe_ts),
+            }
+            .into(),
+            Command::GetHealthFeedback(_) => kvrpcpb::GetHealthFeedbackResponse {
+                health_feedback: Some(self.inner.cluster.next_health_feedback(store_id)),
+                ..Default::default()
+            }
+            .into(),
+            Command::LockWaitInfo(_) => kvrpcpb::GetLockWaitInfoResponse::default().into(),
+            Command::Empty(r) => {
+                tikv_proto::tikvpb::BatchCommandsEmptyResponse { test_id: r.test_id }.into()
+            }
+            Command::UnsafeDestroyRange(r) => {
+                self.inner.raw.destroy_range(&r.start_key, &r.end_key);
+                self.inner
+                    .mvcc
+                    .execute(Command::UnsafeDestroyRange(r), &RegionScope::everything())
+                    .await?
+            }
+            cmd => {
+                self.inner
+                    .mvcc
+                    .execute(cmd, &RegionScope::everything())
+                    .await?
+            }
+        })
+    }
+
+    /// MC-2.22.1: split at each key (ascending, deduplicated, skipping region starts); answer
+    /// the resulting regions in key order with current metadata.
+    fn split_region(
+        &self,
+        r: kvrpcpb::SplitRegionRequest,
+        region: &metapb::Region,
+    ) -> kvrpcpb::SplitRegionResponse {
+        let mut keys: Vec<Vec<u8>> = r.split_keys.clone();
+        if !r.split_key.is_empty() {
+            keys.push(r.split_key.clone());
+        }
+        let keys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .map(|k| if r.is_raw_kv { k } else { encode_key(&k) })
+            .collect();
+        self.inner.cluster.split_at_keys(&keys);
+        let regions: Vec<metapb::Region> = self
+            .inner
+            .cluster
+            .scan_regions(&region.start_key, &region.end_key, 0)
+            .into_iter()
+            .map(|i| i.region)
+            .collect();
+        let (left, right) = if regions.len() == 2 {
+            (Some(regions[0].clone()), Some(regions[1].clone()))
+        } else {
+            (None, None)
+        };
+        kvrpcpb::SplitRegionResponse {
+            left,
+            right,
+            regions,
+            ..Default::default()
+        }
+    }
+}
+
+/// The in-process TiKV face (MC-2.30): a `tower::Service` ending the client's pipeline.
+/// Cheap to clone, always ready; futures are `Send + 'static`.
+#[derive(Clone, Debug)]
+pub struct MockTikv {
+    mock: Mock,
+}
+
+impl MockTikv {
+    /// The shared engine.
+    pub fn mock(&self) -> &Mock {
+        &self.mock
+    }
+}
+
+impl tower::Service<RpcRequest> for MockTikv {
+    type Response = RpcResponse;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<RpcResponse, Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: RpcRequest) -> Self::Future {
+        let mock = self.mock.clone();
+        Box::pin(async move {
+            // Send exactly what the wire would carry: the envelope's context in the message.
+            req.attach_context();
+            let deadline = req.options.timeout.map(|t: Duration| Instant::now() + t);
+            let addr = req.target.addr.clone();
+            let store_id = req.target.store_id;
+            let resp = mock.dispatch(&addr, req.cmd, deadline).await?;
+            let mut out = RpcResponse::new(resp);
+            out.details.addr = addr;
+            out.details.store_id = store_id;
+            out.details.attempts = 1;
+            Ok(out)
+        })
+    }
+}
