@@ -54,7 +54,8 @@ impl KeyRange {
 
     /// Whether `key` lies in the range.
     pub fn contains(&self, key: &[u8]) -> bool {
-        key >= self.start_key.as_slice() && (self.end_key.is_empty() || key < self.end_key.as_slice())
+        key >= self.start_key.as_slice()
+            && (self.end_key.is_empty() || key < self.end_key.as_slice())
     }
 }
 

@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(e(encode_comparable_varint, -1), vec![7, 0xff]);
         assert_eq!(e(encode_comparable_varint, -256), vec![6, 0xff, 0x00]);
         assert_eq!(decode_comparable_uvarint(&[7]), Err(DecodeError::Invalid));
-        assert_eq!(decode_comparable_uvarint(&[250, 1]), Err(DecodeError::Insufficient));
+        assert_eq!(
+            decode_comparable_uvarint(&[250, 1]),
+            Err(DecodeError::Insufficient)
+        );
     }
 
     #[test]

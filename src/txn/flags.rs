@@ -38,8 +38,10 @@ const KEY_LOCKED_IN_SHARE_MODE: u16 = 1 << 13;
 
 /// Flags that survive a staging cleanup that reverts the value which created the key, and whose
 /// setting marks the buffer dirty even inside a staging (spec M4).
-const PERSISTENT: u16 =
-    KEY_LOCKED | KEY_LOCKED_VAL_EXIST | NEED_CONSTRAINT_CHECK_IN_PREWRITE | KEY_LOCKED_IN_SHARE_MODE;
+const PERSISTENT: u16 = KEY_LOCKED
+    | KEY_LOCKED_VAL_EXIST
+    | NEED_CONSTRAINT_CHECK_IN_PREWRITE
+    | KEY_LOCKED_IN_SHARE_MODE;
 
 /// The bits a [`KeyFlags`] may carry; the top bit belongs to the buffer.
 pub(crate) const FLAG_MASK: u16 = 0x7FFF;
@@ -250,7 +252,10 @@ mod tests {
     fn compound_ops() {
         let f = KeyFlags::EMPTY.apply(&[FlagsOp::SetPresumeKeyNotExists]);
         assert!(f.has_presume_key_not_exists() && f.has_need_check_exists());
-        let f = f.apply(&[FlagsOp::SetPreviousPresumeKNE, FlagsOp::DelPresumeKeyNotExists]);
+        let f = f.apply(&[
+            FlagsOp::SetPreviousPresumeKNE,
+            FlagsOp::DelPresumeKeyNotExists,
+        ]);
         assert!(f.has_presume_key_not_exists(), "previous KNE survives Del");
         assert!(!f.has_need_check_exists());
 
@@ -274,7 +279,10 @@ mod tests {
         assert_eq!(f.and_persistent(), f);
         let f = f.apply(&[FlagsOp::SetKeyLockedInExclusiveMode, FlagsOp::SetReadable]);
         assert!(f.has_locked() && !f.has_locked_in_share_mode() && f.has_readable());
-        assert_eq!(f.and_persistent(), KeyFlags::EMPTY.apply(&[FlagsOp::SetKeyLocked]));
+        assert_eq!(
+            f.and_persistent(),
+            KeyFlags::EMPTY.apply(&[FlagsOp::SetKeyLocked])
+        );
         assert_eq!(KeyFlags::from_bits(0xFFFF).bits(), 0x7FFF);
     }
 }

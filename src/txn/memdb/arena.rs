@@ -96,6 +96,7 @@ impl Arena {
     }
 
     /// Number of blocks.
+    #[cfg(test)]
     pub(super) fn blocks(&self) -> usize {
         self.blocks.len()
     }

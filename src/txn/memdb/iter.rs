@@ -118,9 +118,12 @@ impl<'a> Iter<'a> {
             if lower.is_empty() {
                 None
             } else {
-                db.index
-                    .lower_bound(&ks, lower)
-                    .and_then(|p| db.index.prev(p))
+                match db.index.lower_bound(&ks, lower) {
+                    // Stop at the entry just below `lower`; none means run to the first key.
+                    Some(p) => db.index.prev(p),
+                    // Every key is below `lower`: stop immediately.
+                    None => db.index.last(),
+                }
             }
         } else if upper.is_empty() {
             None

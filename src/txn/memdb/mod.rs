@@ -8,13 +8,13 @@
 //! # Layout
 //!
 //! * **Entries.** Every distinct key ever written gets an entry (16 bytes: key address, key
-//!   length, flags, current value version). Key bytes live in a block [arena](arena). Keys are
+//!   length, flags, current value version). Key bytes live in a block arena (`arena.rs`). Keys are
 //!   never removed until [`MemDb::reset`]: like client-go's ART leaves, a key whose value is
 //!   reverted away is only marked deleted, so a later write reuses its entry.
-//! * **Index.** An insert-only B+ tree of entry ids ([`index`]) keeps keys ordered; client-go
+//! * **Index.** An insert-only B+ tree of entry ids (`index.rs`) keeps keys ordered; client-go
 //!   uses an adaptive radix tree for the same job. Slots carry an 8-byte key prefix so most
 //!   comparisons stay inside the node.
-//! * **Value log.** Every value version is appended to a [log](vlog) whose header names the
+//! * **Value log.** Every value version is appended to a log (`vlog.rs`) whose header names the
 //!   entry and the entry's previous version. Staging levels and checkpoints are log positions.
 //!   Cleanup walks the log backwards from the tail to the staging's position, restoring each
 //!   entry's previous version — O(changes), like client-go's `RevertVAddr`.
@@ -46,6 +46,8 @@ mod union;
 mod vlog;
 
 #[cfg(test)]
+pub(crate) mod test_rng;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
@@ -58,13 +60,13 @@ use tikv_layers::error::ErrorDetail;
 
 pub use self::iter::{Iter, KvIterator};
 pub use self::pipelined::{
-    BufferBatchGetFuture, BufferBatchGetter, FlushFunc, FlushFuture, FlushOptions,
-    FORCE_FLUSH_MEM_SIZE_THRESHOLD, MIN_FLUSH_KEYS, MIN_FLUSH_MEM_SIZE, PipelinedMemDb,
+    BufferBatchGetFuture, BufferBatchGetter, ErrorIterator, FORCE_FLUSH_MEM_SIZE_THRESHOLD,
+    FlushFunc, FlushFuture, FlushOptions, MIN_FLUSH_KEYS, MIN_FLUSH_MEM_SIZE, PipelinedMemDb,
     PipelinedMetrics,
 };
 pub use self::snapshot::{BatchedSnapshotIter, MemDbSnapshot, SnapshotCursor, SnapshotIter};
 pub use self::union::{
-    GetOptions, SnapshotReader, UnionIter, UnionStore, ValueEntry,
+    GetOptions, SnapshotIterator, SnapshotReader, UnionIter, UnionStore, ValueEntry,
 };
 pub use self::vlog::Checkpoint;
 pub use crate::txn::flags::{FlagsOp, KeyFlags};
@@ -215,7 +217,11 @@ impl MemDb {
 
     #[inline]
     fn entry_key(&self, id: u32) -> &[u8] {
-        self.keys().key(id)
+        let e = &self.entries[id as usize];
+        if e.key_len == 0 {
+            return &[];
+        }
+        self.keys.get(e.key_addr, usize::from(e.key_len))
     }
 
     // ----- lookups -----
@@ -503,10 +509,10 @@ impl MemDb {
             return (0, false);
         }
         let old_len = self.vlog.hdr(vaddr).len as usize;
-        if let Some(cp) = self.stages.last() {
-            if !ValueLog::can_modify(cp, vaddr) {
-                return (old_len, false);
-            }
+        if let Some(cp) = self.stages.last()
+            && !ValueLog::can_modify(cp, vaddr)
+        {
+            return (old_len, false);
         }
         if old_len > 0 && old_len == value.len() {
             self.vlog.overwrite(vaddr, value);

@@ -14,10 +14,10 @@
 use tikv_layers::Error;
 use tikv_layers::error::ErrorDetail;
 
+use super::MemDb;
 use super::index::Pos;
 use super::iter::{Iter, KvIterator};
 use super::vlog::{Checkpoint, NULL_VADDR};
-use super::MemDb;
 
 /// A detached read view of a [`MemDb`] (client-go: `GetSnapshot()` / `SnapshotGetter()`).
 ///
@@ -119,7 +119,13 @@ impl MemDbSnapshot {
 
     /// A borrowing iterator over the snapshot's keys in `[lower, upper)` (client-go:
     /// `NewSnapshotIterator`); ascending, or descending when `reverse`.
-    pub fn iter<'a>(&self, db: &'a MemDb, lower: &[u8], upper: &[u8], reverse: bool) -> SnapshotIter<'a> {
+    pub fn iter<'a>(
+        &self,
+        db: &'a MemDb,
+        lower: &[u8],
+        upper: &[u8],
+        reverse: bool,
+    ) -> SnapshotIter<'a> {
         SnapshotIter::new(Iter::new(db, lower, upper, reverse, false), self.cp)
     }
 
@@ -143,7 +149,13 @@ impl MemDbSnapshot {
 
     /// A detached iterator that copies the snapshot out in growing batches (32 doubling up to
     /// 4096 keys) and tolerates interleaved writes (client-go: `BatchedSnapshotIter`).
-    pub fn batched_iter(&self, db: &MemDb, lower: &[u8], upper: &[u8], reverse: bool) -> BatchedSnapshotIter {
+    pub fn batched_iter(
+        &self,
+        db: &MemDb,
+        lower: &[u8],
+        upper: &[u8],
+        reverse: bool,
+    ) -> BatchedSnapshotIter {
         let mut it = BatchedSnapshotIter {
             snap: *self,
             lower: lower.to_vec(),
@@ -411,11 +423,11 @@ impl BatchedSnapshotIter {
         }
         self.snap.check(db)?;
         self.pos += 1;
-        if self.pos >= self.keys.len() {
-            if let Err(e) = self.fill_batch(db) {
-                self.err = Some(e.detail().clone());
-                return Err(e);
-            }
+        if self.pos >= self.keys.len()
+            && let Err(e) = self.fill_batch(db)
+        {
+            self.err = Some(e.detail().clone());
+            return Err(e);
         }
         Ok(())
     }
