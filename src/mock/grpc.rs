@@ -12,17 +12,23 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use tikv_layers::{Command, CommandResponse, Error, ErrorDetail};
+use tikv_proto::keyspacepb::keyspace_server::{Keyspace, KeyspaceServer};
 use tikv_proto::pdpb::pd_server::{Pd, PdServer};
 use tikv_proto::tikvpb::batch_commands_request::request::Cmd as ReqCmd;
 use tikv_proto::tikvpb::batch_commands_response::response::Cmd as RespCmd;
 use tikv_proto::tikvpb::tikv_server::{Tikv, TikvServer};
-use tikv_proto::{coprocessor, kvrpcpb, mpp, pdpb, tikvpb};
+use tikv_proto::{coprocessor, keyspacepb, kvrpcpb, metapb, mpp, pdpb, tikvpb};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tonic::codegen::tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use super::service::Mock;
 
@@ -30,7 +36,7 @@ use super::service::Mock;
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// An mpsc receiver as a stream.
-struct ChanStream<T>(mpsc::Receiver<Result<T, Status>>);
+pub(crate) struct ChanStream<T>(mpsc::Receiver<Result<T, Status>>);
 
 impl<T> Stream for ChanStream<T> {
     type Item = Result<T, Status>;
@@ -39,7 +45,9 @@ impl<T> Stream for ChanStream<T> {
     }
 }
 
-fn chan_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> BoxStream<T> {
+pub(crate) fn chan_stream<T: Send + 'static>(
+    rx: mpsc::Receiver<Result<T, Status>>,
+) -> BoxStream<T> {
     Box::pin(ChanStream(rx))
 }
 
@@ -77,19 +85,22 @@ impl Stream for Incoming {
     }
 }
 
-struct Running {
+pub(crate) struct Running {
     slot: Arc<Mutex<Option<TcpListener>>>,
     stop: watch::Sender<bool>,
 }
 
 impl Running {
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         let _ = self.stop.send(true);
     }
 }
 
-fn bind(handle: &tokio::runtime::Handle, addr: &str) -> std::io::Result<(TcpListener, String)> {
+pub(crate) fn bind(
+    handle: &tokio::runtime::Handle,
+    addr: &str,
+) -> std::io::Result<(TcpListener, String)> {
     let l = std::net::TcpListener::bind(addr)?;
     l.set_nonblocking(true)?;
     let local = l.local_addr()?.to_string();
@@ -105,6 +116,28 @@ struct TikvFace {
     mock: Mock,
     addr: String,
     stopped: watch::Receiver<bool>,
+    meta: MetaSlot,
+}
+
+impl TikvFace {
+    fn check_meta(&self, md: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        check_meta(&self.meta, md)
+    }
+}
+
+/// A metadata checker run before every call and stream (MC-2.29.5); its error fails the call.
+pub type MetaChecker =
+    Arc<dyn Fn(&tonic::metadata::MetadataMap) -> Result<(), Status> + Send + Sync>;
+
+/// Where a server keeps its optional [`MetaChecker`].
+pub(crate) type MetaSlot = Arc<Mutex<Option<MetaChecker>>>;
+
+pub(crate) fn check_meta(slot: &MetaSlot, md: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+    let f = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match f {
+        Some(f) => f(md),
+        None => Ok(()),
+    }
 }
 
 fn forwarded<T>(req: &Request<T>, own: &str) -> String {
@@ -203,6 +236,68 @@ pub fn batch_from_response(resp: CommandResponse) -> Option<RespCmd> {
     )
 }
 
+/// Calls `$mac! { $args.. unary { .. } unimpl { .. } rest { .. } }` with every unary
+/// `tikvpb.Tikv` method the engine serves and the ones no mock serves, so the engine face and
+/// the bare server share one list.
+macro_rules! with_tikv_methods {
+    ($mac:ident { $($args:tt)* } rest { $($rest:tt)* }) => {
+        $mac! {
+            $($args)*
+            unary {
+                kv_get: kvrpcpb::GetRequest => Get => kvrpcpb::GetResponse;
+                kv_scan: kvrpcpb::ScanRequest => Scan => kvrpcpb::ScanResponse;
+                kv_prewrite: kvrpcpb::PrewriteRequest => Prewrite => kvrpcpb::PrewriteResponse;
+                kv_pessimistic_lock: kvrpcpb::PessimisticLockRequest => PessimisticLock => kvrpcpb::PessimisticLockResponse;
+                kv_pessimistic_rollback: kvrpcpb::PessimisticRollbackRequest => PessimisticRollback => kvrpcpb::PessimisticRollbackResponse;
+                kv_txn_heart_beat: kvrpcpb::TxnHeartBeatRequest => TxnHeartBeat => kvrpcpb::TxnHeartBeatResponse;
+                kv_check_txn_status: kvrpcpb::CheckTxnStatusRequest => CheckTxnStatus => kvrpcpb::CheckTxnStatusResponse;
+                kv_check_secondary_locks: kvrpcpb::CheckSecondaryLocksRequest => CheckSecondaryLocks => kvrpcpb::CheckSecondaryLocksResponse;
+                kv_commit: kvrpcpb::CommitRequest => Commit => kvrpcpb::CommitResponse;
+                kv_cleanup: kvrpcpb::CleanupRequest => Cleanup => kvrpcpb::CleanupResponse;
+                kv_batch_get: kvrpcpb::BatchGetRequest => BatchGet => kvrpcpb::BatchGetResponse;
+                kv_batch_rollback: kvrpcpb::BatchRollbackRequest => BatchRollback => kvrpcpb::BatchRollbackResponse;
+                kv_scan_lock: kvrpcpb::ScanLockRequest => ScanLock => kvrpcpb::ScanLockResponse;
+                kv_resolve_lock: kvrpcpb::ResolveLockRequest => ResolveLock => kvrpcpb::ResolveLockResponse;
+                kv_delete_range: kvrpcpb::DeleteRangeRequest => DeleteRange => kvrpcpb::DeleteRangeResponse;
+                kv_prepare_flashback_to_version: kvrpcpb::PrepareFlashbackToVersionRequest => PrepareFlashbackToVersion => kvrpcpb::PrepareFlashbackToVersionResponse;
+                kv_flashback_to_version: kvrpcpb::FlashbackToVersionRequest => FlashbackToVersion => kvrpcpb::FlashbackToVersionResponse;
+                kv_flush: kvrpcpb::FlushRequest => Flush => kvrpcpb::FlushResponse;
+                kv_buffer_batch_get: kvrpcpb::BufferBatchGetRequest => BufferBatchGet => kvrpcpb::BufferBatchGetResponse;
+                raw_get: kvrpcpb::RawGetRequest => RawGet => kvrpcpb::RawGetResponse;
+                raw_batch_get: kvrpcpb::RawBatchGetRequest => RawBatchGet => kvrpcpb::RawBatchGetResponse;
+                raw_put: kvrpcpb::RawPutRequest => RawPut => kvrpcpb::RawPutResponse;
+                raw_batch_put: kvrpcpb::RawBatchPutRequest => RawBatchPut => kvrpcpb::RawBatchPutResponse;
+                raw_delete: kvrpcpb::RawDeleteRequest => RawDelete => kvrpcpb::RawDeleteResponse;
+                raw_batch_delete: kvrpcpb::RawBatchDeleteRequest => RawBatchDelete => kvrpcpb::RawBatchDeleteResponse;
+                raw_scan: kvrpcpb::RawScanRequest => RawScan => kvrpcpb::RawScanResponse;
+                raw_delete_range: kvrpcpb::RawDeleteRangeRequest => RawDeleteRange => kvrpcpb::RawDeleteRangeResponse;
+                raw_get_key_ttl: kvrpcpb::RawGetKeyTtlRequest => RawGetKeyTTL => kvrpcpb::RawGetKeyTtlResponse;
+                raw_compare_and_swap: kvrpcpb::RawCasRequest => RawCompareAndSwap => kvrpcpb::RawCasResponse;
+                raw_checksum: kvrpcpb::RawChecksumRequest => RawChecksum => kvrpcpb::RawChecksumResponse;
+                unsafe_destroy_range: kvrpcpb::UnsafeDestroyRangeRequest => UnsafeDestroyRange => kvrpcpb::UnsafeDestroyRangeResponse;
+                coprocessor: coprocessor::Request => Cop => coprocessor::Response;
+                split_region: kvrpcpb::SplitRegionRequest => SplitRegion => kvrpcpb::SplitRegionResponse;
+                mvcc_get_by_key: kvrpcpb::MvccGetByKeyRequest => MvccGetByKey => kvrpcpb::MvccGetByKeyResponse;
+                mvcc_get_by_start_ts: kvrpcpb::MvccGetByStartTsRequest => MvccGetByStartTs => kvrpcpb::MvccGetByStartTsResponse;
+                get_store_safe_ts: kvrpcpb::StoreSafeTsRequest => StoreSafeTS => kvrpcpb::StoreSafeTsResponse;
+                get_lock_wait_info: kvrpcpb::GetLockWaitInfoRequest => LockWaitInfo => kvrpcpb::GetLockWaitInfoResponse;
+                get_health_feedback: kvrpcpb::GetHealthFeedbackRequest => GetHealthFeedback => kvrpcpb::GetHealthFeedbackResponse;
+                broadcast_txn_status: kvrpcpb::BroadcastTxnStatusRequest => BroadcastTxnStatus => kvrpcpb::BroadcastTxnStatusResponse;
+            }
+            unimpl {
+                dispatch_mpp_task: mpp::DispatchTaskRequest => mpp::DispatchTaskResponse;
+                cancel_mpp_task: mpp::CancelTaskRequest => mpp::CancelTaskResponse;
+                is_alive: mpp::IsAliveRequest => mpp::IsAliveResponse;
+                compact: kvrpcpb::CompactRequest => kvrpcpb::CompactResponse;
+                get_ti_flash_system_table: kvrpcpb::TiFlashSystemTableRequest => kvrpcpb::TiFlashSystemTableResponse;
+            }
+            rest { $($rest)* }
+        }
+    };
+}
+
+pub(crate) use with_tikv_methods;
+
 macro_rules! face_impl {
     (
         $tr:ident for $ty:ident;
@@ -214,8 +309,10 @@ macro_rules! face_impl {
         impl $tr for $ty {
             $(
                 async fn $m(&self, req: Request<$req>) -> Result<Response<$resp>, Status> {
+                    self.check_meta(req.metadata())?;
                     let addr = forwarded(&req, &self.addr);
-                    match self.mock.dispatch(&addr, Command::$v(req.into_inner()), None).await {
+                    let deadline = grpc_deadline(&req);
+                    match self.mock.dispatch(&addr, Command::$v(req.into_inner()), deadline).await {
                         Ok(CommandResponse::$v(r)) => Ok(Response::new(r)),
                         Ok(_) => Err(Status::internal("mismatched response")),
                         Err(e) => Err(to_status(e)),
@@ -223,7 +320,8 @@ macro_rules! face_impl {
                 }
             )*
             $(
-                async fn $um(&self, _req: Request<$ureq>) -> Result<Response<$uresp>, Status> {
+                async fn $um(&self, req: Request<$ureq>) -> Result<Response<$uresp>, Status> {
+                    self.check_meta(req.metadata())?;
                     Err(Status::unimplemented(stringify!($um)))
                 }
             )*
@@ -232,140 +330,224 @@ macro_rules! face_impl {
     };
 }
 
-face_impl! {
-    Tikv for TikvFace;
-    unary {
-        kv_get: kvrpcpb::GetRequest => Get => kvrpcpb::GetResponse;
-        kv_scan: kvrpcpb::ScanRequest => Scan => kvrpcpb::ScanResponse;
-        kv_prewrite: kvrpcpb::PrewriteRequest => Prewrite => kvrpcpb::PrewriteResponse;
-        kv_pessimistic_lock: kvrpcpb::PessimisticLockRequest => PessimisticLock => kvrpcpb::PessimisticLockResponse;
-        kv_pessimistic_rollback: kvrpcpb::PessimisticRollbackRequest => PessimisticRollback => kvrpcpb::PessimisticRollbackResponse;
-        kv_txn_heart_beat: kvrpcpb::TxnHeartBeatRequest => TxnHeartBeat => kvrpcpb::TxnHeartBeatResponse;
-        kv_check_txn_status: kvrpcpb::CheckTxnStatusRequest => CheckTxnStatus => kvrpcpb::CheckTxnStatusResponse;
-        kv_check_secondary_locks: kvrpcpb::CheckSecondaryLocksRequest => CheckSecondaryLocks => kvrpcpb::CheckSecondaryLocksResponse;
-        kv_commit: kvrpcpb::CommitRequest => Commit => kvrpcpb::CommitResponse;
-        kv_cleanup: kvrpcpb::CleanupRequest => Cleanup => kvrpcpb::CleanupResponse;
-        kv_batch_get: kvrpcpb::BatchGetRequest => BatchGet => kvrpcpb::BatchGetResponse;
-        kv_batch_rollback: kvrpcpb::BatchRollbackRequest => BatchRollback => kvrpcpb::BatchRollbackResponse;
-        kv_scan_lock: kvrpcpb::ScanLockRequest => ScanLock => kvrpcpb::ScanLockResponse;
-        kv_resolve_lock: kvrpcpb::ResolveLockRequest => ResolveLock => kvrpcpb::ResolveLockResponse;
-        kv_delete_range: kvrpcpb::DeleteRangeRequest => DeleteRange => kvrpcpb::DeleteRangeResponse;
-        kv_prepare_flashback_to_version: kvrpcpb::PrepareFlashbackToVersionRequest => PrepareFlashbackToVersion => kvrpcpb::PrepareFlashbackToVersionResponse;
-        kv_flashback_to_version: kvrpcpb::FlashbackToVersionRequest => FlashbackToVersion => kvrpcpb::FlashbackToVersionResponse;
-        kv_flush: kvrpcpb::FlushRequest => Flush => kvrpcpb::FlushResponse;
-        kv_buffer_batch_get: kvrpcpb::BufferBatchGetRequest => BufferBatchGet => kvrpcpb::BufferBatchGetResponse;
-        raw_get: kvrpcpb::RawGetRequest => RawGet => kvrpcpb::RawGetResponse;
-        raw_batch_get: kvrpcpb::RawBatchGetRequest => RawBatchGet => kvrpcpb::RawBatchGetResponse;
-        raw_put: kvrpcpb::RawPutRequest => RawPut => kvrpcpb::RawPutResponse;
-        raw_batch_put: kvrpcpb::RawBatchPutRequest => RawBatchPut => kvrpcpb::RawBatchPutResponse;
-        raw_delete: kvrpcpb::RawDeleteRequest => RawDelete => kvrpcpb::RawDeleteResponse;
-        raw_batch_delete: kvrpcpb::RawBatchDeleteRequest => RawBatchDelete => kvrpcpb::RawBatchDeleteResponse;
-        raw_scan: kvrpcpb::RawScanRequest => RawScan => kvrpcpb::RawScanResponse;
-        raw_delete_range: kvrpcpb::RawDeleteRangeRequest => RawDeleteRange => kvrpcpb::RawDeleteRangeResponse;
-        raw_get_key_ttl: kvrpcpb::RawGetKeyTtlRequest => RawGetKeyTTL => kvrpcpb::RawGetKeyTtlResponse;
-        raw_compare_and_swap: kvrpcpb::RawCasRequest => RawCompareAndSwap => kvrpcpb::RawCasResponse;
-        raw_checksum: kvrpcpb::RawChecksumRequest => RawChecksum => kvrpcpb::RawChecksumResponse;
-        unsafe_destroy_range: kvrpcpb::UnsafeDestroyRangeRequest => UnsafeDestroyRange => kvrpcpb::UnsafeDestroyRangeResponse;
-        coprocessor: coprocessor::Request => Cop => coprocessor::Response;
-        split_region: kvrpcpb::SplitRegionRequest => SplitRegion => kvrpcpb::SplitRegionResponse;
-        mvcc_get_by_key: kvrpcpb::MvccGetByKeyRequest => MvccGetByKey => kvrpcpb::MvccGetByKeyResponse;
-        mvcc_get_by_start_ts: kvrpcpb::MvccGetByStartTsRequest => MvccGetByStartTs => kvrpcpb::MvccGetByStartTsResponse;
-        get_store_safe_ts: kvrpcpb::StoreSafeTsRequest => StoreSafeTS => kvrpcpb::StoreSafeTsResponse;
-        get_lock_wait_info: kvrpcpb::GetLockWaitInfoRequest => LockWaitInfo => kvrpcpb::GetLockWaitInfoResponse;
-        get_health_feedback: kvrpcpb::GetHealthFeedbackRequest => GetHealthFeedback => kvrpcpb::GetHealthFeedbackResponse;
-        broadcast_txn_status: kvrpcpb::BroadcastTxnStatusRequest => BroadcastTxnStatus => kvrpcpb::BroadcastTxnStatusResponse;
-    }
-    unimpl {
-        dispatch_mpp_task: mpp::DispatchTaskRequest => mpp::DispatchTaskResponse;
-        cancel_mpp_task: mpp::CancelTaskRequest => mpp::CancelTaskResponse;
-        is_alive: mpp::IsAliveRequest => mpp::IsAliveResponse;
-        compact: kvrpcpb::CompactRequest => kvrpcpb::CompactResponse;
-        get_ti_flash_system_table: kvrpcpb::TiFlashSystemTableRequest => kvrpcpb::TiFlashSystemTableResponse;
-    }
+with_tikv_methods! {
+    face_impl { Tikv for TikvFace; }
     rest {
-
     type CoprocessorStreamStream = BoxStream<coprocessor::Response>;
     async fn coprocessor_stream(
         &self,
-        _req: Request<coprocessor::Request>,
+        req: Request<coprocessor::Request>,
     ) -> Result<Response<Self::CoprocessorStreamStream>, Status> {
+        self.check_meta(req.metadata())?;
         Err(Status::unimplemented("coprocessor_stream"))
     }
 
     type BatchCoprocessorStream = BoxStream<coprocessor::BatchResponse>;
     async fn batch_coprocessor(
         &self,
-        _req: Request<coprocessor::BatchRequest>,
+        req: Request<coprocessor::BatchRequest>,
     ) -> Result<Response<Self::BatchCoprocessorStream>, Status> {
+        self.check_meta(req.metadata())?;
         Err(Status::unimplemented("batch_coprocessor"))
     }
 
     type EstablishMPPConnectionStream = BoxStream<mpp::MppDataPacket>;
     async fn establish_mpp_connection(
         &self,
-        _req: Request<mpp::EstablishMppConnectionRequest>,
+        req: Request<mpp::EstablishMppConnectionRequest>,
     ) -> Result<Response<Self::EstablishMPPConnectionStream>, Status> {
+        self.check_meta(req.metadata())?;
         Err(Status::unimplemented("establish_mpp_connection"))
     }
 
     type BatchCommandsStream = BoxStream<tikvpb::BatchCommandsResponse>;
-    /// MC-2.29.3: each sub-request runs concurrently and is answered with its id.
+    /// MC-2.29.3: each sub-request runs concurrently and is answered with its id; a
+    /// sub-request that fails at the transport level ends the whole stream with its status.
     async fn batch_commands(
         &self,
         req: Request<Streaming<tikvpb::BatchCommandsRequest>>,
     ) -> Result<Response<Self::BatchCommandsStream>, Status> {
+        self.check_meta(req.metadata())?;
         let addr = forwarded(&req, &self.addr);
-        let mut input = req.into_inner();
+        let input = req.into_inner();
         let (tx, rx) = mpsc::channel(256);
-        let mock = self.mock.clone();
-        let mut stopped = self.stopped.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    m = input.message() => m,
-                    _ = async { let _ = stopped.wait_for(|s| *s).await; } => {
-                        let _ = tx.send(Err(Status::unavailable("store stopped"))).await;
-                        return;
-                    }
-                };
-                let batch = match next {
-                    Ok(Some(b)) => b,
-                    _ => return,
-                };
-                for (sub, id) in batch.requests.into_iter().zip(batch.request_ids) {
-                    let (mock, tx, addr) = (mock.clone(), tx.clone(), addr.clone());
-                    tokio::spawn(async move {
-                        let Some(cmd) = sub.cmd else {
-                            let _ = tx.send(Err(Status::invalid_argument("empty batch entry"))).await;
-                            return;
-                        };
-                        let cmd = command_from_batch(cmd);
-                        if let Command::Empty(e) = &cmd
-                            && e.delay_time > 0
-                        {
-                            tokio::time::sleep(std::time::Duration::from_millis(e.delay_time)).await;
-                        }
-                        let result = mock.dispatch(&addr, cmd, None).await;
-                        let store = mock.cluster().get_store_by_addr(&addr).map_or(0, |s| s.id);
-                        let msg = match result {
-                            Ok(resp) => Ok(tikvpb::BatchCommandsResponse {
-                                responses: vec![tikvpb::batch_commands_response::Response {
-                                    cmd: batch_from_response(resp),
-                                }],
-                                request_ids: vec![id],
-                                transport_layer_load: 0,
-                                health_feedback: Some(mock.cluster().next_health_feedback(store)),
-                                ..Default::default()
-                            }),
-                            Err(e) => Err(to_status(e)),
-                        };
-                        let _ = tx.send(msg).await;
-                    });
-                }
-            }
-        });
+        tokio::spawn(serve_batch_stream(
+            self.mock.clone(),
+            addr,
+            input,
+            tx,
+            self.stopped.clone(),
+        ));
         Ok(Response::new(chan_stream(rx)))
     }
+    }
+}
+
+/// Answers one sub-request of a `BatchCommands` stream.
+async fn batch_entry(
+    mock: &Mock,
+    addr: &str,
+    sub: tikvpb::batch_commands_request::Request,
+    id: u64,
+) -> Result<tikvpb::BatchCommandsResponse, Status> {
+    let Some(cmd) = sub.cmd else {
+        return Err(Status::invalid_argument("empty batch entry"));
+    };
+    let cmd = command_from_batch(cmd);
+    if let Command::Empty(e) = &cmd
+        && e.delay_time > 0
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(e.delay_time)).await;
+    }
+    let resp = mock.dispatch(addr, cmd, None).await.map_err(to_status)?;
+    let store = mock.cluster().get_store_by_addr(addr).map_or(0, |s| s.id);
+    Ok(tikvpb::BatchCommandsResponse {
+        responses: vec![tikvpb::batch_commands_response::Response {
+            cmd: batch_from_response(resp),
+        }],
+        request_ids: vec![id],
+        transport_layer_load: 0,
+        health_feedback: Some(mock.cluster().next_health_feedback(store)),
+        ..Default::default()
+    })
+}
+
+/// The server half of one `BatchCommands` stream: reads batches until the client closes the
+/// stream, the listener stops (`Unavailable`) or a sub-request fails at the transport level
+/// (its status ends the stream, MC-2.29.3).
+async fn serve_batch_stream(
+    mock: Mock,
+    addr: String,
+    mut input: Streaming<tikvpb::BatchCommandsRequest>,
+    tx: mpsc::Sender<Result<tikvpb::BatchCommandsResponse, Status>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let done = tokio_util::sync::CancellationToken::new();
+    loop {
+        let next = tokio::select! {
+            m = input.message() => m,
+            _ = async { let _ = stopped.wait_for(|s| *s).await; } => {
+                let _ = tx.send(Err(Status::unavailable("store stopped"))).await;
+                done.cancel();
+                return;
+            }
+            _ = done.cancelled() => return,
+        };
+        let Ok(Some(batch)) = next else {
+            return;
+        };
+        for (sub, id) in batch.requests.into_iter().zip(batch.request_ids) {
+            let (mock, tx, addr, done) = (mock.clone(), tx.clone(), addr.clone(), done.clone());
+            tokio::spawn(async move {
+                let msg = tokio::select! {
+                    m = batch_entry(&mock, &addr, sub, id) => m,
+                    _ = done.cancelled() => return,
+                };
+                if msg.is_err() {
+                    done.cancel();
+                }
+                let _ = tx.send(msg).await;
+            });
+        }
+    }
+}
+
+/// When a call reached the server, stamped before tonic starts its own `grpc-timeout` timer
+/// can be observed by the handler.
+#[derive(Debug, Clone, Copy)]
+struct Arrival(Instant);
+
+/// Wraps a generated server so each call carries its [`Arrival`] time.
+#[derive(Debug, Clone)]
+struct StampArrival<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for StampArrival<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        req.extensions_mut().insert(Arrival(Instant::now()));
+        self.0.call(req)
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for StampArrival<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// The request deadline a `grpc-timeout` header names (MC-2.30.3 on the gRPC face), counted
+/// from the call's arrival. It is set a millisecond early so the engine's *deadline
+/// exceeded* answer wins the race with tonic's own timer, which would answer `Cancelled`.
+pub(crate) fn grpc_deadline<T>(req: &Request<T>) -> Option<Instant> {
+    let start = req
+        .extensions()
+        .get::<Arrival>()
+        .map_or_else(Instant::now, |a| a.0);
+    let meta = req.metadata();
+    let v = meta.get("grpc-timeout")?.to_str().ok()?;
+    let split = v.len().checked_sub(1)?;
+    let (num, unit) = (v.get(..split)?, v.get(split..)?);
+    if num.is_empty() || num.len() > 8 {
+        return None;
+    }
+    let n: u64 = num.parse().ok()?;
+    let d = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Some(start + d.saturating_sub(Duration::from_millis(1)))
+}
+
+// ===== health (MC-2.29.6) =====
+
+/// `grpc.health.v1.Health` of one listening address: `SERVING` while the store owning the
+/// address is Up, `NOT_SERVING` otherwise (Offline, Tombstone, or no store).
+#[derive(Clone)]
+struct HealthFace {
+    mock: Mock,
+    addr: String,
+}
+
+#[tonic::async_trait]
+impl Health for HealthFace {
+    async fn check(
+        &self,
+        _req: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        let up = self
+            .mock
+            .cluster()
+            .get_store_by_addr(&self.addr)
+            .is_some_and(|s| s.state() == metapb::StoreState::Up);
+        let status = if up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        Ok(Response::new(HealthCheckResponse {
+            status: status as i32,
+        }))
+    }
+
+    type WatchStream = BoxStream<HealthCheckResponse>;
+    async fn watch(
+        &self,
+        _req: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("watch"))
     }
 }
 
@@ -467,6 +649,82 @@ pd_impl! {
     }
 }
 
+// ===== keyspaces (MC-1.18.1) =====
+
+#[tonic::async_trait]
+impl Keyspace for PdFace {
+    async fn load_keyspace(
+        &self,
+        req: Request<keyspacepb::LoadKeyspaceRequest>,
+    ) -> Result<Response<keyspacepb::LoadKeyspaceResponse>, Status> {
+        self.mock
+            .pd()
+            .load_keyspace(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn load_keyspace_by_id(
+        &self,
+        req: Request<keyspacepb::LoadKeyspaceByIdRequest>,
+    ) -> Result<Response<keyspacepb::LoadKeyspaceResponse>, Status> {
+        self.mock
+            .pd()
+            .load_keyspace_by_id(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type WatchKeyspacesStream = BoxStream<keyspacepb::WatchKeyspacesResponse>;
+    /// The current list first, then the whole list again after every change.
+    async fn watch_keyspaces(
+        &self,
+        req: Request<keyspacepb::WatchKeyspacesRequest>,
+    ) -> Result<Response<Self::WatchKeyspacesStream>, Status> {
+        let pd = self.mock.pd().clone();
+        pd.enter("WatchKeyspaces", req.get_ref().header.as_ref())
+            .await?;
+        let (first, mut changes) = pd.watch_keyspaces();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut list = first;
+            loop {
+                let msg = keyspacepb::WatchKeyspacesResponse {
+                    header: pd.h(),
+                    keyspaces: list,
+                };
+                if tx.send(Ok(msg)).await.is_err() || changes.changed().await.is_err() {
+                    return;
+                }
+                list = pd.all_keyspaces();
+            }
+        });
+        Ok(Response::new(chan_stream(rx)))
+    }
+
+    async fn update_keyspace_state(
+        &self,
+        req: Request<keyspacepb::UpdateKeyspaceStateRequest>,
+    ) -> Result<Response<keyspacepb::UpdateKeyspaceStateResponse>, Status> {
+        self.mock
+            .pd()
+            .update_keyspace_state(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_all_keyspaces(
+        &self,
+        req: Request<keyspacepb::GetAllKeyspacesRequest>,
+    ) -> Result<Response<keyspacepb::GetAllKeyspacesResponse>, Status> {
+        self.mock
+            .pd()
+            .get_all_keyspaces(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+}
+
 // ===== the gRPC cluster =====
 
 struct GrpcInner {
@@ -475,6 +733,7 @@ struct GrpcInner {
     servers: Mutex<HashMap<String, Running>>,
     pd: Mutex<Option<Running>>,
     pd_addr: String,
+    meta: MetaSlot,
 }
 
 /// The gRPC faces of a [`Mock`]: a PD server and one TiKV server per store address, on
@@ -491,7 +750,7 @@ impl std::fmt::Debug for MockGrpc {
     }
 }
 
-fn spawn_server<S>(handle: &tokio::runtime::Handle, router: S, l: TcpListener) -> Running
+pub(crate) fn spawn_server<S>(handle: &tokio::runtime::Handle, router: S, l: TcpListener) -> Running
 where
     S: FnOnce(
         Arc<Mutex<Option<TcpListener>>>,
@@ -525,7 +784,11 @@ impl MockGrpc {
         let face = PdFace { mock: mock.clone() };
         let pd = spawn_server(
             &handle,
-            |_, _| tonic::transport::Server::builder().add_service(PdServer::new(face)),
+            |_, _| {
+                tonic::transport::Server::builder()
+                    .add_service(PdServer::new(face.clone()))
+                    .add_service(KeyspaceServer::new(face))
+            },
             l,
         );
         let inner = Arc::new(GrpcInner {
@@ -534,6 +797,7 @@ impl MockGrpc {
             servers: Mutex::new(HashMap::new()),
             pd: Mutex::new(Some(pd)),
             pd_addr,
+            meta: Arc::new(Mutex::new(None)),
         });
         let weak: Weak<GrpcInner> = Arc::downgrade(&inner);
         mock.cluster().on_store_change(Arc::new(move || {
@@ -548,6 +812,12 @@ impl MockGrpc {
     /// The PD server's `host:port`.
     pub fn pd_addr(&self) -> &str {
         &self.inner.pd_addr
+    }
+
+    /// Installs (or with `None` removes) the metadata checker every TiKV server runs before
+    /// each call and stream (MC-2.29.5).
+    pub fn set_meta_checker(&self, f: Option<MetaChecker>) {
+        *self.inner.meta.lock().unwrap_or_else(|e| e.into_inner()) = f;
     }
 
     /// The addresses with a running TiKV listener.
@@ -592,14 +862,22 @@ fn start_tikv(inner: &GrpcInner, addr: &str) -> Option<(Running, String)> {
     let (l, local) = bind(&inner.handle, addr).ok()?;
     let mock = inner.mock.clone();
     let a = local.clone();
+    let meta = inner.meta.clone();
     let r = spawn_server(
         &inner.handle,
         move |_, stopped| {
-            tonic::transport::Server::builder().add_service(TikvServer::new(TikvFace {
-                mock,
-                addr: a,
-                stopped,
-            }))
+            let health = HealthFace {
+                mock: mock.clone(),
+                addr: a.clone(),
+            };
+            tonic::transport::Server::builder()
+                .add_service(StampArrival(TikvServer::new(TikvFace {
+                    mock,
+                    addr: a,
+                    stopped,
+                    meta,
+                })))
+                .add_service(HealthServer::new(health))
         },
         l,
     );

@@ -114,8 +114,8 @@ pub type RequestPred = Arc<dyn Fn(&Command, &kvrpcpb::Context) -> bool + Send + 
 /// What a firing rule does.
 #[derive(Clone)]
 pub enum Action {
-    /// Answer with this region error without executing.
-    RegionError(errorpb::Error),
+    /// Answer with this region error without executing (see [`Action::region_error`]).
+    RegionError(Box<errorpb::Error>),
     /// Fail at the transport level.
     Transport(TransportKind, String),
     /// Sleep (mock clock), then continue.
@@ -126,6 +126,13 @@ pub enum Action {
     Respond(RespondFn),
     /// Rewrite the executed response (`AfterExecute` rules only).
     Rewrite(RewriteFn),
+}
+
+impl Action {
+    /// [`Action::RegionError`] without spelling the box.
+    pub fn region_error(e: errorpb::Error) -> Action {
+        Action::RegionError(Box::new(e))
+    }
 }
 
 impl std::fmt::Debug for Action {
@@ -294,7 +301,7 @@ impl<R> Entry<R> {
         match self.policy {
             FirePolicy::Always => true,
             FirePolicy::FirstN(k) => n <= k,
-            FirePolicy::EveryKth(k) => k > 0 && n % k == 0,
+            FirePolicy::EveryKth(k) => k > 0 && n.is_multiple_of(k),
             FirePolicy::Probability { p, .. } => {
                 let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
                 // splitmix64
@@ -501,7 +508,7 @@ impl Preset {
     /// `rpcAllowedOnAlmostFull`: Prewrite/Commit without `AllowedOnAlmostFull` get
     /// `DiskFull {store_id: [1, 10]}`.
     pub fn allowed_on_almost_full() -> Rule {
-        Rule::new(Action::RegionError(region_err("disk almost full", |e| {
+        Rule::new(Action::region_error(region_err("disk almost full", |e| {
             e.disk_full = Some(errorpb::DiskFull {
                 store_id: vec![1, 10],
                 reason: "disk almost full".to_owned(),
@@ -515,10 +522,10 @@ impl Preset {
     /// `"writeConflict"`.
     pub fn rpc_prewrite_result(value: &str) -> Rule {
         let action = match value {
-            "notLeader" => Action::RegionError(region_err("not leader", |e| {
+            "notLeader" => Action::region_error(region_err("not leader", |e| {
                 e.not_leader = Some(Default::default())
             })),
-            "undeterminedResult" => Action::RegionError(region_err("undetermined result", |e| {
+            "undeterminedResult" => Action::region_error(region_err("undetermined result", |e| {
                 e.undetermined_result = Some(Default::default())
             })),
             "writeConflict" => Action::Respond(Arc::new(|_| {
@@ -542,10 +549,10 @@ impl Preset {
     /// the commit is not executed.
     pub fn rpc_commit_result(value: &str) -> Rule {
         let action = match value {
-            "notLeader" => Action::RegionError(region_err("not leader", |e| {
+            "notLeader" => Action::region_error(region_err("not leader", |e| {
                 e.not_leader = Some(Default::default())
             })),
-            "undeterminedResult" => Action::RegionError(region_err("undetermined result", |e| {
+            "undeterminedResult" => Action::region_error(region_err("undetermined result", |e| {
                 e.undetermined_result = Some(Default::default())
             })),
             "keyError" => Action::Respond(Arc::new(|_| {

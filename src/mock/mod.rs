@@ -9,21 +9,25 @@
 //! - [`MockPd`]: the in-process PD in `pdpb` messages, with the TSO (§1.14 - §1.16).
 //! - [`Mock`] / [`MockTikv`]: the shared request path and the in-process TiKV face (§2, MC-2.30).
 //! - [`inject`]: injection rules, presets, the region-error catalogue, the request log (§3).
-//! - [`grpc`]: the tonic PD and TiKV servers and the bare mock TiKV server (MC-2.29).
+//! - [`grpc`]: the tonic PD and TiKV servers with their health service (MC-2.29).
+//! - [`bare`]: the bare mock TiKV server transport tests use (MC-2.29.7).
 
 pub mod clock;
 pub mod mvcc;
 
+pub mod bare;
 pub mod cluster;
 pub mod grpc;
 pub mod inject;
+pub mod keyspace;
 pub mod pd;
 mod raw;
 pub mod service;
 
+pub use bare::{BareTikvServer, OnBatchCommands};
 pub use clock::Clock;
 pub use cluster::{Cluster, KeyViolation, Liveness, RegionInfo, decode_key, encode_key};
-pub use grpc::MockGrpc;
+pub use grpc::{MetaChecker, MockGrpc};
 pub use inject::{
     Action, FirePolicy, LogEntry, Outcome, PdAction, PdRule, Phase, Preset, RegionErrorType, Rule,
     RuleHandle, StoreMatch, TransportKind,

@@ -46,6 +46,7 @@ struct PdInner {
     external_ts: Mutex<u64>,
     rules: Arc<RuleSet<PdRule>>,
     client_url: Mutex<String>,
+    keyspaces: super::keyspace::Keyspaces,
 }
 
 /// The mock PD (mocktikv `pdClient`): cheap to clone, shared with the gRPC face.
@@ -128,6 +129,7 @@ impl MockPd {
                 external_ts: Mutex::new(0),
                 rules: Arc::new(RuleSet::default()),
                 client_url: Mutex::new("mockpd".to_owned()),
+                keyspaces: super::keyspace::Keyspaces::new(),
             }),
         }
     }
@@ -157,7 +159,11 @@ impl MockPd {
     }
 
     /// Cluster-id check, then PD rules, for `method`.
-    async fn enter(&self, method: &str, h: Option<&pdpb::RequestHeader>) -> Result<(), Status> {
+    pub(crate) async fn enter(
+        &self,
+        method: &str,
+        h: Option<&pdpb::RequestHeader>,
+    ) -> Result<(), Status> {
         let got = h.map_or(0, |h| h.cluster_id);
         if got != 0 && got != self.inner.cluster_id {
             return Err(Status::failed_precondition(format!(
@@ -185,7 +191,11 @@ impl MockPd {
         }
     }
 
-    fn h(&self) -> Option<pdpb::ResponseHeader> {
+    pub(crate) fn keyspaces(&self) -> &super::keyspace::Keyspaces {
+        &self.inner.keyspaces
+    }
+
+    pub(crate) fn h(&self) -> Option<pdpb::ResponseHeader> {
         header(self.inner.cluster_id)
     }
 
@@ -391,7 +401,7 @@ impl MockPd {
         };
         for r in rs {
             resp.region_metas.push(r.region.clone());
-            resp.leaders.push(r.leader.clone().unwrap_or_default());
+            resp.leaders.push(r.leader.unwrap_or_default());
             resp.regions.push(pd_region(r, true));
         }
         Ok(resp)

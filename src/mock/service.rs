@@ -41,6 +41,15 @@ pub struct MockOptions {
     pub follower_read: bool,
     /// Capacity of the request log (MC-3.8.5).
     pub log_capacity: usize,
+    /// Answer `MismatchPeerId` when `context.peer.id` is not the serving store's peer of the
+    /// region (MC-2.2.1, TiKV behaviour); off like mocktikv.
+    pub check_peer_id: bool,
+    /// Answer `BucketVersionNotMatch` when a non-zero `context.buckets_version` is older than
+    /// the region's buckets (MC-1.12.3); off like mocktikv.
+    pub check_bucket_version: bool,
+    /// The API version the stores run (MC-1.18.2). Under V2 a request must say V2 and its
+    /// keys must carry the prefix of its keyspace; under V1 (the default) nothing is checked.
+    pub api_version: kvrpcpb::ApiVersion,
 }
 
 impl Default for MockOptions {
@@ -49,6 +58,9 @@ impl Default for MockOptions {
             cluster_id: 1,
             follower_read: false,
             log_capacity: 4096,
+            check_peer_id: false,
+            check_bucket_version: false,
+            api_version: kvrpcpb::ApiVersion::V1,
         }
     }
 }
@@ -446,7 +458,7 @@ impl Mock {
         deadline: Option<Instant>,
     ) -> Result<Option<CommandResponse>, Error> {
         match action {
-            Action::RegionError(e) => cmd.region_error_response(e).map(Some),
+            Action::RegionError(e) => cmd.region_error_response(*e).map(Some),
             Action::Transport(kind, msg) => Err(kind.to_error(addr, &msg)),
             Action::Delay(d) => {
                 bounded(deadline, addr, tokio::time::sleep(d)).await?;
@@ -497,6 +509,15 @@ impl Mock {
             }
         };
         *store_out = store_id;
+        // TiKV refuses a request meant for another cluster before anything else (MC-1.1.2).
+        if ctx.cluster_id != 0 && ctx.cluster_id != self.inner.opts.cluster_id {
+            return Err(
+                TransportKind::Status(tonic::Code::InvalidArgument).to_error(
+                    addr,
+                    "the cluster id of the request does not match the TiKV cluster",
+                ),
+            );
+        }
         let keys = user_keys(cmd);
         let m = MatchInput {
             addr,
@@ -548,7 +569,12 @@ impl Mock {
         {
             bounded(deadline, addr, tokio::time::sleep(d)).await?;
         }
-        // 5. key-range checks, then execute.
+        // 5. API version and keyspace (MC-1.18.2), key-range checks, then execute.
+        if let Some(msg) = self.check_api_version(cmd, ctx)
+            && let Some(resp) = storage_error_response(cmd, &msg)
+        {
+            return Ok(resp);
+        }
         let resp = match &routed {
             Some(r) => {
                 if let Some(e) = self.check_keys(cmd, &r.region) {
@@ -607,6 +633,17 @@ impl Mock {
         let Some(store_peer) = region.meta.peers.iter().find(|p| p.store_id == store_id) else {
             return Err(not_found());
         };
+        if self.inner.opts.check_peer_id
+            && let Some(p) = &ctx.peer
+            && p.id != store_peer.id
+        {
+            return Err(Box::new(region_error("mismatch peer id", |e| {
+                e.mismatch_peer_id = Some(errorpb::MismatchPeerId {
+                    request_peer_id: p.id,
+                    store_peer_id: store_peer.id,
+                })
+            })));
+        }
         let Some(leader) = region.leader_peer() else {
             return Err(Box::new(region_error("no leader", |e| {
                 e.not_leader = Some(errorpb::NotLeader {
@@ -627,7 +664,7 @@ impl Mock {
             return Err(Box::new(region_error("not leader", |e| {
                 e.not_leader = Some(errorpb::NotLeader {
                     region_id: ctx.region_id,
-                    leader: Some(leader.clone()),
+                    leader: Some(leader),
                 })
             })));
         }
@@ -646,6 +683,18 @@ impl Mock {
                 })
             })));
         }
+        if self.inner.opts.check_bucket_version
+            && ctx.buckets_version != 0
+            && let Some(b) = &region.buckets
+            && ctx.buckets_version < b.version
+        {
+            return Err(Box::new(region_error("bucket version not match", |e| {
+                e.bucket_version_not_match = Some(errorpb::BucketVersionNotMatch {
+                    version: b.version,
+                    keys: b.keys.clone(),
+                })
+            })));
+        }
         if follower_ok && store_peer.id != leader.id && ctx.stale_read {
             let safe_ts = m.stores.get(&store_id).map_or(0, |s| s.safe_ts);
             if read_ts > safe_ts {
@@ -661,6 +710,41 @@ impl Mock {
         Ok(Routed {
             region: region.meta.clone(),
         })
+    }
+
+    /// MC-1.18.2: under API V2 the request must say V2 and every key must carry its
+    /// keyspace's prefix (`x` + 3-byte id for transactional keys, `r` + id for raw keys).
+    fn check_api_version(&self, cmd: &Command, ctx: &kvrpcpb::Context) -> Option<String> {
+        let want = self.inner.opts.api_version;
+        if want == kvrpcpb::ApiVersion::V1 {
+            return None;
+        }
+        if ctx.api_version() != want {
+            return Some(format!(
+                "api version not match: the request is {:?}, the storage is {want:?}",
+                ctx.api_version()
+            ));
+        }
+        let (mode, checks) = key_checks(cmd);
+        let id = match ctx.keyspace {
+            Some(kvrpcpb::context::Keyspace::KeyspaceId(id)) => id,
+            _ => 0,
+        };
+        let [_, a, b, c] = id.to_be_bytes();
+        let mode_byte = match mode {
+            KeyMode::Txn => b'x',
+            KeyMode::Raw => b'r',
+        };
+        let prefix = [mode_byte, a, b, c];
+        for k in checks {
+            let (KeyCheck::In(key) | KeyCheck::EndWithin(key) | KeyCheck::RawEnd(key)) = k;
+            if !key.is_empty() && !key.starts_with(&prefix) {
+                return Some(format!(
+                    "invalid key mode: key {key:?} is not in keyspace {id} ({mode:?} mode)"
+                ));
+            }
+        }
+        None
     }
 
     /// MC-2.4: the first key outside the region gives `KeyNotInRegion` and a violation.
@@ -826,6 +910,141 @@ impl Mock {
             ..Default::default()
         }
     }
+}
+
+/// The response TiKV gives for a storage error that is not a region error (MC-1.18.2):
+/// transactional commands carry `KeyError.abort`, raw commands the string `error`; `None`
+/// for commands whose response has neither.
+fn storage_error_response(cmd: &Command, msg: &str) -> Option<CommandResponse> {
+    use CommandResponse as R;
+    let ke = || kvrpcpb::KeyError {
+        abort: msg.to_owned(),
+        ..Default::default()
+    };
+    let pair = || kvrpcpb::KvPair {
+        error: Some(ke()),
+        ..Default::default()
+    };
+    let s = msg.to_owned();
+    Some(match cmd {
+        Command::Get(_) => R::Get(kvrpcpb::GetResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::Scan(_) => R::Scan(kvrpcpb::ScanResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::BatchGet(_) => R::BatchGet(kvrpcpb::BatchGetResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::BufferBatchGet(_) => R::BufferBatchGet(kvrpcpb::BufferBatchGetResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::Prewrite(_) => R::Prewrite(kvrpcpb::PrewriteResponse {
+            errors: vec![ke()],
+            ..Default::default()
+        }),
+        Command::Flush(_) => R::Flush(kvrpcpb::FlushResponse {
+            errors: vec![ke()],
+            ..Default::default()
+        }),
+        Command::PessimisticLock(_) => R::PessimisticLock(kvrpcpb::PessimisticLockResponse {
+            errors: vec![ke()],
+            ..Default::default()
+        }),
+        Command::PessimisticRollback(_) => {
+            R::PessimisticRollback(kvrpcpb::PessimisticRollbackResponse {
+                errors: vec![ke()],
+                ..Default::default()
+            })
+        }
+        Command::Commit(_) => R::Commit(kvrpcpb::CommitResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::Cleanup(_) => R::Cleanup(kvrpcpb::CleanupResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::BatchRollback(_) => R::BatchRollback(kvrpcpb::BatchRollbackResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::ScanLock(_) => R::ScanLock(kvrpcpb::ScanLockResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::ResolveLock(_) => R::ResolveLock(kvrpcpb::ResolveLockResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::TxnHeartBeat(_) => R::TxnHeartBeat(kvrpcpb::TxnHeartBeatResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::CheckTxnStatus(_) => R::CheckTxnStatus(kvrpcpb::CheckTxnStatusResponse {
+            error: Some(ke()),
+            ..Default::default()
+        }),
+        Command::CheckSecondaryLocks(_) => {
+            R::CheckSecondaryLocks(kvrpcpb::CheckSecondaryLocksResponse {
+                error: Some(ke()),
+                ..Default::default()
+            })
+        }
+        Command::DeleteRange(_) => R::DeleteRange(kvrpcpb::DeleteRangeResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawGet(_) => R::RawGet(kvrpcpb::RawGetResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawPut(_) => R::RawPut(kvrpcpb::RawPutResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawDelete(_) => R::RawDelete(kvrpcpb::RawDeleteResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawBatchPut(_) => R::RawBatchPut(kvrpcpb::RawBatchPutResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawBatchDelete(_) => R::RawBatchDelete(kvrpcpb::RawBatchDeleteResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawDeleteRange(_) => R::RawDeleteRange(kvrpcpb::RawDeleteRangeResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawCompareAndSwap(_) => R::RawCompareAndSwap(kvrpcpb::RawCasResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawGetKeyTTL(_) => R::RawGetKeyTTL(kvrpcpb::RawGetKeyTtlResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawChecksum(_) => R::RawChecksum(kvrpcpb::RawChecksumResponse {
+            error: s,
+            ..Default::default()
+        }),
+        Command::RawBatchGet(_) => R::RawBatchGet(kvrpcpb::RawBatchGetResponse {
+            pairs: vec![pair()],
+            ..Default::default()
+        }),
+        Command::RawScan(_) => R::RawScan(kvrpcpb::RawScanResponse {
+            kvs: vec![pair()],
+            ..Default::default()
+        }),
+        _ => return None,
+    })
 }
 
 /// The in-process TiKV face (MC-2.30): a `tower::Service` ending the client's pipeline.

@@ -16,7 +16,7 @@ fn ctx(r: &metapb::Region, p: &metapb::Peer) -> kvrpcpb::Context {
     kvrpcpb::Context {
         region_id: r.id,
         region_epoch: r.region_epoch,
-        peer: Some(p.clone()),
+        peer: Some(*p),
         ..Default::default()
     }
 }
@@ -35,7 +35,7 @@ async fn raw_get(
     m.dispatch(addr, cmd, None).await
 }
 
-// client-go: T-MOCK-020 TestRegionContains
+// client-go: T-MOCK-006 TestRegionContains
 #[test]
 fn region_contains_boundaries() {
     use cluster::region_contains as rc;
@@ -100,7 +100,7 @@ async fn region_check_order_and_errors() {
     let c = m.cluster();
     let (_, peers, region, _) = c.bootstrap_with_multi_stores(3);
     let (r, _) = c.get_region(region).unwrap();
-    let leader = r.peers[0].clone();
+    let leader = r.peers[0];
     // store mismatch wins over everything else.
     let mut bad = ctx(&r, &leader);
     bad.region_id = 999;
@@ -148,7 +148,7 @@ async fn region_check_order_and_errors() {
     // no leader.
     c.give_up_leader(region).unwrap();
     let resp = raw_get(&m, "store1", ctx(&r, &leader), b"a").await.unwrap();
-    let nl = resp.region_error().unwrap().not_leader.clone().unwrap();
+    let nl = resp.region_error().unwrap().not_leader.unwrap();
     assert!(nl.leader.is_none());
 }
 
@@ -158,7 +158,7 @@ async fn store_states_are_transport_errors() {
     let c = m.cluster();
     let (_, _, region) = c.bootstrap_with_single_store();
     let (r, _) = c.get_region(region).unwrap();
-    let p = r.peers[0].clone();
+    let p = r.peers[0];
     assert!(raw_get(&m, "nowhere", ctx(&r, &p), b"a").await.is_err());
     c.stop_store(1).unwrap();
     let e = raw_get(&m, "store1", ctx(&r, &p), b"a").await.unwrap_err();
@@ -298,7 +298,7 @@ async fn raw_ttl_cas_and_injection() {
     let c = m.cluster();
     let (_, _, region) = c.bootstrap_with_single_store();
     let (r, _) = c.get_region(region).unwrap();
-    let p = r.peers[0].clone();
+    let p = r.peers[0];
     let put = Command::RawPut(kvrpcpb::RawPutRequest {
         context: Some(ctx(&r, &p)),
         key: b"k".to_vec(),

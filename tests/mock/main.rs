@@ -2,6 +2,8 @@
 //! generated tonic clients only, and through the in-process `tower::Service` face.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod faces;
+
 use tikv::layers::{Command, CommandResponse, RpcRequest};
 use tikv::mock::{Mock, MockGrpc, MockOptions, encode_key};
 use tikv::proto::pdpb::pd_client::PdClient;
@@ -30,7 +32,7 @@ fn ctx_of(region: &metapb::Region, leader: &metapb::Peer) -> kvrpcpb::Context {
     kvrpcpb::Context {
         region_id: region.id,
         region_epoch: region.region_epoch,
-        peer: Some(leader.clone()),
+        peer: Some(*leader),
         ..Default::default()
     }
 }
@@ -192,8 +194,8 @@ async fn grpc_face_acceptance() {
         .peers
         .iter()
         .find(|p| p.store_id != old_leader.store_id)
-        .unwrap()
-        .clone();
+        .copied()
+        .unwrap();
     m.cluster().change_leader(region.id, new_leader.id).unwrap();
     let mut old = TikvClient::new(chan(format!("http://{}", addr_of(old_leader.store_id))).await);
     let resp = old
@@ -344,7 +346,7 @@ async fn in_process_face_acceptance() {
     // Prewrite / commit.
     let start_ts = m.pd().get_ts().await.unwrap();
     let info = c.get_region_by_key(&encode_key(b"k1")).unwrap();
-    let leader = info.leader.clone().unwrap();
+    let leader = info.leader.unwrap();
     let ctx = ctx_of(&info.region, &leader);
     let pw = kvrpcpb::PrewriteRequest {
         mutations: vec![kvrpcpb::Mutation {
@@ -392,14 +394,14 @@ async fn in_process_face_acceptance() {
     }
     // Leader transfer -> NotLeader naming the new leader.
     let info = c.get_region_by_key(b"a").unwrap();
-    let old = info.leader.clone().unwrap();
+    let old = info.leader.unwrap();
     let new = info
         .region
         .peers
         .iter()
         .find(|p| p.store_id != old.store_id)
-        .unwrap()
-        .clone();
+        .copied()
+        .unwrap();
     c.change_leader(info.region.id, new.id).unwrap();
     let r = call(
         &mut svc,
