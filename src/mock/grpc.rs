@@ -312,7 +312,16 @@ macro_rules! face_impl {
                     self.check_meta(req.metadata())?;
                     let addr = forwarded(&req, &self.addr);
                     let deadline = grpc_deadline(&req);
-                    match self.mock.dispatch(&addr, Command::$v(req.into_inner()), deadline).await {
+                    // Like a real server, the request runs to completion even when the
+                    // client goes away (e.g. its own grpc-timeout timer fires first): run it
+                    // on its own task so dropping the handler does not abandon it.
+                    let mock = self.mock.clone();
+                    let cmd = Command::$v(req.into_inner());
+                    let run = tokio::spawn(async move { mock.dispatch(&addr, cmd, deadline).await });
+                    let done = run
+                        .await
+                        .map_err(|e| Status::internal(format!("mock handler failed: {e}")))?;
+                    match done {
                         Ok(CommandResponse::$v(r)) => Ok(Response::new(r)),
                         Ok(_) => Err(Status::internal("mismatched response")),
                         Err(e) => Err(to_status(e)),

@@ -312,10 +312,15 @@ impl Mock {
     pub fn with_clock(clock: Clock, opts: MockOptions) -> Mock {
         let cluster = Cluster::new(clock.clone());
         let pd = MockPd::new(cluster.clone(), opts.cluster_id);
+        let mvcc = MvccEngine::new(clock.clone());
+        // Async-commit min_commit_ts and 1PC commit ts must come from the cluster's TSO so
+        // they exceed every timestamp PD has handed out (MC-2.8.9).
+        let tso_pd = pd.clone();
+        mvcc.set_tso(Arc::new(move || tso_pd.alloc_ts(1)));
         Mock {
             inner: Arc::new(MockInner {
                 raw: RawStore::new(clock.clone()),
-                mvcc: MvccEngine::new(clock.clone()),
+                mvcc,
                 rules: Arc::new(TikvRules::default()),
                 log: RequestLog::new(opts.log_capacity),
                 clock,

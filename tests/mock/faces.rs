@@ -315,6 +315,19 @@ async fn grpc_timeout_header_bounds_waits_with_deadline_exceeded() {
         ),
         "{e:?}"
     );
+    // The server keeps running the call after the client gave up; wait (bounded) until the
+    // engine's own deadline ends it, then lift the pause.
+    let logged = tokio::time::timeout(Duration::from_secs(5), async {
+        while !m
+            .request_log()
+            .iter()
+            .any(|e| e.cmd_type == CmdType::RawGet)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(logged.is_ok(), "the paused call never ended");
     drop(pause);
     t.raw_get(raw_get(ctx, b"k")).await.unwrap();
     // The engine itself stopped waiting at the deadline: the paused call ended with a
