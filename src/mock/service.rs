@@ -552,6 +552,23 @@ impl Mock {
                 Err(e) => return cmd.region_error_response(*e),
             }
         };
+        // A region in the middle of a flashback refuses everything but the flashback
+        // commands themselves (MC-2.25.1).
+        if let Some(r) = &routed
+            && !matches!(
+                t,
+                CmdType::PrepareFlashbackToVersion | CmdType::FlashbackToVersion
+            )
+            && let Some(start_ts) = self.inner.mvcc.flashback_in_progress(r.region.id)
+        {
+            let region_id = r.region.id;
+            return cmd.region_error_response(region_error("flashback in progress", |e| {
+                e.flashback_in_progress = Some(errorpb::FlashbackInProgress {
+                    region_id,
+                    flashback_start_ts: start_ts,
+                });
+            }));
+        }
         if let Some(r) = &routed {
             let size = cmd.encoded_len();
             if size >= REQUEST_MAX_SIZE {

@@ -428,3 +428,56 @@ async fn in_process_face_acceptance() {
     );
     c.assert_no_violations();
 }
+
+/// MC-2.25.1: while a region is in a flashback, every other request to it gets
+/// `FlashbackInProgress`; finishing the flashback clears it.
+#[tokio::test(start_paused = true)]
+async fn flashback_in_progress_blocks_other_requests() {
+    let m = Mock::new(MockOptions::default());
+    four_regions(&m);
+    let mut svc = m.tikv();
+    let c = m.cluster().clone();
+    let info = c.get_region_by_key(b"a").unwrap();
+    let leader = info.leader.unwrap();
+    let addr = c.get_store(leader.store_id).unwrap().address;
+    let ctx = ctx_of(&info.region, &leader);
+    let start_ts = m.pd().alloc_ts(1);
+    let prepare = kvrpcpb::PrepareFlashbackToVersionRequest {
+        start_key: b"a".to_vec(),
+        end_key: b"b".to_vec(),
+        start_ts,
+        version: 1,
+        ..Default::default()
+    };
+    let r = call(&mut svc, &addr, prepare, ctx.clone()).await.unwrap();
+    assert!(r.region_error().is_none(), "{r:?}");
+
+    let get = kvrpcpb::GetRequest {
+        key: b"a".to_vec(),
+        version: m.pd().alloc_ts(1),
+        ..Default::default()
+    };
+    let r = call(&mut svc, &addr, get.clone(), ctx.clone())
+        .await
+        .unwrap();
+    let fb = r
+        .region_error()
+        .and_then(|e| e.flashback_in_progress.clone())
+        .expect("flashback in progress");
+    assert_eq!(fb.region_id, info.region.id);
+    assert_eq!(fb.flashback_start_ts, start_ts);
+
+    let commit_ts = m.pd().alloc_ts(1);
+    let finish = kvrpcpb::FlashbackToVersionRequest {
+        start_key: b"a".to_vec(),
+        end_key: b"b".to_vec(),
+        start_ts,
+        commit_ts,
+        version: 1,
+        ..Default::default()
+    };
+    let r = call(&mut svc, &addr, finish, ctx.clone()).await.unwrap();
+    assert!(r.region_error().is_none(), "{r:?}");
+    let r = call(&mut svc, &addr, get, ctx).await.unwrap();
+    assert!(r.region_error().is_none(), "{r:?}");
+}
