@@ -33,7 +33,7 @@ pub use inject::{
     RuleHandle, StoreMatch, TransportKind,
 };
 pub use pd::MockPd;
-pub use service::{Mock, MockOptions, MockTikv, new_mock_tikv};
+pub use service::{CopContext, CoprocessorHandler, Mock, MockOptions, MockTikv, new_mock_tikv};
 
 #[cfg(test)]
 mod tests;

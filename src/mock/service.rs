@@ -74,6 +74,30 @@ pub(crate) struct MockInner {
     pub(crate) rules: Arc<TikvRules>,
     pub(crate) log: RequestLog,
     pub(crate) opts: MockOptions,
+    /// The coprocessor hook (MC-2.24.1); `None` answers coprocessor requests unimplemented.
+    pub(crate) cop: std::sync::RwLock<Option<Arc<dyn CoprocessorHandler>>>,
+}
+
+/// What a [`CoprocessorHandler`] sees of the region a coprocessor request was routed to.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CopContext {
+    /// The routed region's range in user-key space.
+    pub scope: RegionScope,
+    /// Read access to the cluster's MVCC engine (reads honour the request's context).
+    pub engine: MvccEngine,
+}
+
+/// The mock's coprocessor hook (MC-2.24.1, mocktikv's `CoprRPCHandler`): coprocessor
+/// requests that pass the region checks are handed to it. Without a handler the mock
+/// answers them `Unimplemented`, as mocktikv does when tests pass none.
+pub trait CoprocessorHandler: Send + Sync + 'static {
+    /// Serves one coprocessor request; a stream request is answered with this one response.
+    fn handle(
+        &self,
+        ctx: CopContext,
+        req: tikv_proto::coprocessor::Request,
+    ) -> Pin<Box<dyn Future<Output = tikv_proto::coprocessor::Response> + Send + 'static>>;
 }
 
 /// One embedded mock cluster: the shared engine behind both faces. Cheap to clone.
@@ -327,8 +351,22 @@ impl Mock {
                 cluster,
                 pd,
                 opts,
+                cop: std::sync::RwLock::new(None),
             }),
         }
+    }
+
+    /// Installs the coprocessor hook (MC-2.24.1); replaces any earlier one.
+    pub fn set_coprocessor_handler(&self, handler: Arc<dyn CoprocessorHandler>) {
+        *self.inner.cop.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    fn cop_handler(&self) -> Option<Arc<dyn CoprocessorHandler>> {
+        self.inner
+            .cop
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The cluster model.
@@ -538,7 +576,9 @@ impl Mock {
             return Ok(resp);
         }
         let t = cmd.cmd_type();
-        if !is_served(t) {
+        let cop_served =
+            matches!(t, CmdType::Cop | CmdType::CopStream) && self.cop_handler().is_some();
+        if !is_served(t) && !cop_served {
             return Err(
                 TransportKind::Unimplemented.to_error(addr, "unsupported this request type")
             );
@@ -827,6 +867,7 @@ impl Mock {
         _addr: &str,
     ) -> Result<CommandResponse, Error> {
         let raw = &self.inner.raw;
+        let cmd_is_stream = cmd.cmd_type() == CmdType::CopStream;
         let range = Range {
             start: &region.start_key,
             end: &region.end_key,
@@ -844,6 +885,28 @@ impl Mock {
             Command::RawCompareAndSwap(r) => raw.compare_and_swap(&r).into(),
             Command::RawChecksum(r) => raw.checksum(&r, &range).into(),
             Command::SplitRegion(r) => self.split_region(r, region).into(),
+            Command::Cop(r) | Command::CopStream(r) if self.cop_handler().is_some() => {
+                let stream = cmd_is_stream;
+                let Some(h) = self.cop_handler() else {
+                    return Err(ErrorDetail::Internal("coprocessor handler vanished".into()).into());
+                };
+                let ctx = CopContext {
+                    scope: RegionScope {
+                        region_id: region.id,
+                        start_key: decode_key(&region.start_key),
+                        end_key: decode_key(&region.end_key),
+                    },
+                    engine: self.inner.mvcc.clone(),
+                };
+                let resp = h.handle(ctx, r).await;
+                if stream {
+                    CommandResponse::CopStream(tikv_layers::request::ResponseStream::new(
+                        OneShotStream(Some(Ok(resp))),
+                    ))
+                } else {
+                    CommandResponse::Cop(resp)
+                }
+            }
             cmd => {
                 let scope = RegionScope {
                     region_id: region.id,
@@ -1107,5 +1170,15 @@ impl tower::Service<RpcRequest> for MockTikv {
             out.details.attempts = 1;
             Ok(out)
         })
+    }
+}
+
+/// A stream of at most one item (the coprocessor hook's answer to a stream request).
+struct OneShotStream<T>(Option<T>);
+
+impl<T: Unpin> futures_core::Stream for OneShotStream<T> {
+    type Item = T;
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<Option<T>> {
+        Poll::Ready(self.0.take())
     }
 }

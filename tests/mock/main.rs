@@ -481,3 +481,70 @@ async fn flashback_in_progress_blocks_other_requests() {
     let r = call(&mut svc, &addr, get, ctx).await.unwrap();
     assert!(r.region_error().is_none(), "{r:?}");
 }
+
+/// MC-2.24.1: coprocessor requests go to the installed hook after the region checks; with
+/// no hook they are unimplemented.
+#[tokio::test(start_paused = true)]
+async fn coprocessor_hook_serves_after_region_checks() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use tikv::mock::{CopContext, CoprocessorHandler};
+    use tikv::proto::coprocessor;
+
+    struct Echo;
+    impl CoprocessorHandler for Echo {
+        fn handle(
+            &self,
+            ctx: CopContext,
+            req: coprocessor::Request,
+        ) -> Pin<Box<dyn Future<Output = coprocessor::Response> + Send + 'static>> {
+            Box::pin(async move {
+                let mut data = ctx.scope.start_key.clone();
+                data.extend_from_slice(&req.data);
+                coprocessor::Response {
+                    data,
+                    ..Default::default()
+                }
+            })
+        }
+    }
+
+    let m = Mock::new(MockOptions::default());
+    four_regions(&m);
+    let mut svc = m.tikv();
+    let c = m.cluster().clone();
+    let info = c.get_region_by_key(b"c").unwrap();
+    let leader = info.leader.unwrap();
+    let addr = c.get_store(leader.store_id).unwrap().address;
+    let ctx = ctx_of(&info.region, &leader);
+    let req = coprocessor::Request {
+        data: b"!".to_vec(),
+        ..Default::default()
+    };
+
+    let err = call(&mut svc, &addr, req.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unsupported"), "{err}");
+
+    m.set_coprocessor_handler(Arc::new(Echo));
+    match call(&mut svc, &addr, req.clone(), ctx.clone())
+        .await
+        .unwrap()
+    {
+        CommandResponse::Cop(r) => {
+            assert!(r.region_error.is_none());
+            assert_eq!(r.data.last(), Some(&b'!'));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The region checks still run first.
+    let mut stale = ctx.clone();
+    if let Some(e) = stale.region_epoch.as_mut() {
+        e.version += 100;
+    }
+    let r = call(&mut svc, &addr, req, stale).await.unwrap();
+    assert!(r.region_error().is_some());
+}
