@@ -1,0 +1,650 @@
+//! The terminal service of the request pipeline: tonic channel pools and batch-commands
+//! streams (spec `request-path.md` §6, §8.5), from client-go's `internal/client` package
+//! (`client.go`, `client_batch.go`, `conn_batch.go`, `conn_pool.go`, `client_async.go`,
+//! `client_collapse.go`, `priority_queue.go`).
+//!
+//! [`Transport`] is a `tower::Service<RpcRequest>` that is always ready and cheap to clone
+//! (an `Arc` inside). For each request it:
+//!
+//! 1. attaches the envelope's context to the inner message (RPC-3), on its own copy;
+//! 2. picks the per-attempt timeout: `options.timeout`, else [`default_timeout`] for the
+//!    command class (TP-10); the deadline covers queueing, sending and the wait;
+//! 3. gets or lazily creates the address's [`pool`](self) of `grpc_connection_count`
+//!    channels (TP-3/TP-4);
+//! 4. sends batchable commands to TiKV stores through the pool's `BatchCommands` streams
+//!    (TP-12 to TP-17, see [`batch`]) when `max_batch_size > 0`, and everything else as a
+//!    unary or server-streaming call with `tikv-forwarded-host` metadata when forwarding
+//!    (TP-9, TP-11, TP-18).
+//!
+//! Errors are [`tikv_layers::Error`]s; each carries an [`ErrConn`] source naming the pool
+//! address and version, so the caller can [`close_addr_ver`](Transport::close_addr_ver)
+//! exactly the pool that failed (TE-4, TP-6).
+//!
+//! Background work (one send task per pool, one receive task per stream) stops when its pool
+//! is closed, and every pool is closed when the last [`Transport`] handle drops.
+//!
+//! Decisions on client-go quirks (Appendix B of the spec):
+//!
+//! - TP-7: an idle pool (no batch traffic for [`batch::IDLE_TIMEOUT`]) is closed and replaced
+//!   by a fresh one on the next request instead of failing that request with "rpcClient is
+//!   idle".
+//! - TP-16: re-opening a broken stream backs off (`tikvRPC` schedule) after every failed
+//!   attempt; a failure to open is never reported as success.
+//! - TP-12: entries left over from a round (concurrency limit) are sent on the next wake-up
+//!   like in client-go.
+//!
+//! Not implemented: gzip compression (tonic's `gzip` feature is off; the setting is
+//! ignored), the connection-state monitor (TP-8; tonic exposes no connectivity state) and the
+//! shared buffer pool knob.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tikv_layers::request::EndpointType;
+use tikv_layers::{CmdType, CommandResponse, Error, ErrorDetail, RpcRequest, RpcResponse};
+use tikv_proto::kvrpcpb;
+use tokio::time::Instant;
+use tonic::transport::ClientTlsConfig;
+
+use crate::config::{Config, READ_TIMEOUT_MEDIUM, READ_TIMEOUT_SHORT, TikvClientConfig};
+
+pub mod batch;
+mod collapse;
+pub mod metrics;
+mod policy;
+mod pool;
+pub mod queue;
+mod unary;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{
+    BATCH_CLIENT_CLOSED, BATCH_CONN_CLOSED, BATCH_CONN_INDEX_METADATA_KEY, BatchBuilder,
+    BatchOutcome, Entry, FORWARD_METADATA_KEY, NO_AVAILABLE_CONNECTIONS,
+};
+pub use collapse::{Collapse, CollapseFuture, CollapseLayer, collapse_key};
+pub use policy::TurboBatchTrigger;
+pub use queue::{HIGH_TASK_PRIORITY, PriorityQueue, QueueItem};
+
+use pool::ConnPool;
+
+/// How long to wait for a connection to come up (client-go `dialTimeout`, 5 s).
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Timeout of the active health-feedback request (client-go `GetHealthFeedback` callers, 2 s).
+pub const HEALTH_FEEDBACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Receives store events the transport observes (client-go `ClientEventListener`).
+pub trait EventListener: Send + Sync + 'static {
+    /// Called for every `HealthFeedback` a batch response carries (TP-15, HS-3).
+    fn on_health_feedback(&self, feedback: &kvrpcpb::HealthFeedback);
+}
+
+/// Settings of a [`Transport`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TransportConfig {
+    /// The TiKV client knobs (connection count, keepalive, windows, batching, ...).
+    pub client: TikvClientConfig,
+    /// TLS for every channel; `None` for plaintext.
+    pub tls: Option<ClientTlsConfig>,
+    /// Connect timeout, also the wait for a batch stream to open (client-go `dialTimeout`).
+    pub dial_timeout: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            client: TikvClientConfig::default(),
+            tls: None,
+            dial_timeout: DIAL_TIMEOUT,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// A config with `client` knobs, plaintext and the default dial timeout.
+    pub fn new(client: TikvClientConfig) -> Self {
+        TransportConfig {
+            client,
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`tls`](Self::tls).
+    #[must_use]
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sets [`dial_timeout`](Self::dial_timeout).
+    #[must_use]
+    pub fn with_dial_timeout(mut self, d: Duration) -> Self {
+        self.dial_timeout = d;
+        self
+    }
+}
+
+/// State shared by the transport and its background tasks (never the pool map, so tasks do
+/// not keep the transport alive).
+pub(crate) struct Shared {
+    pub(crate) config: TikvClientConfig,
+    pub(crate) tls: Option<ClientTlsConfig>,
+    pub(crate) dial_timeout: Duration,
+    pub(crate) idle_notify: AtomicBool,
+    listener: RwLock<Option<Arc<dyn EventListener>>>,
+}
+
+impl Shared {
+    pub(crate) fn listener(&self) -> Option<Arc<dyn EventListener>> {
+        self.listener
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[derive(Default)]
+struct Pools {
+    pools: HashMap<String, Arc<ConnPool>>,
+    vers: HashMap<String, u64>,
+    closed: bool,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    pools: Mutex<Pools>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let pools = std::mem::take(
+            &mut self
+                .pools
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pools,
+        );
+        for pool in pools.values() {
+            pool.close();
+        }
+    }
+}
+
+/// The connection error wrapper (client-go `ErrConn`): every error of
+/// [`Transport`] carries one as its source, naming the pool that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrConn {
+    /// The store address of the pool.
+    pub addr: String,
+    /// The pool's version (TP-3).
+    pub ver: u64,
+    /// The message of the underlying cause.
+    pub message: String,
+}
+
+impl std::fmt::Display for ErrConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}]({}) {}", self.addr, self.ver, self.message)
+    }
+}
+
+impl std::error::Error for ErrConn {}
+
+impl ErrConn {
+    /// The `ErrConn` in `err`'s source chain, if any.
+    pub fn of(err: &Error) -> Option<&ErrConn> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+        while let Some(e) = cur {
+            if let Some(c) = e.downcast_ref::<ErrConn>() {
+                return Some(c);
+            }
+            cur = e.source();
+        }
+        None
+    }
+
+    /// Attaches an `ErrConn` for `addr`/`ver` to `err`, keeping the text of its current
+    /// source in [`message`](Self::message) (client-go `WrapErrConn`).
+    pub fn wrap(err: Error, addr: &str, ver: u64) -> Error {
+        let message = match std::error::Error::source(&err) {
+            Some(s) => format!("{err}: {s}"),
+            None => err.to_string(),
+        };
+        err.with_source(ErrConn {
+            addr: addr.to_owned(),
+            ver,
+            message,
+        })
+    }
+}
+
+/// The per-attempt timeout client-go's callers use for `cmd` (TP-10): 60 s
+/// (`ReadTimeoutMedium`) for batch get, scans, delete range and unsafe destroy range, the
+/// configured coprocessor timeout for coprocessor and MPP calls, 2 s for the health
+/// feedback request and 30 s (`ReadTimeoutShort`) for everything else.
+pub fn default_timeout(cmd: CmdType, cfg: &TikvClientConfig) -> Duration {
+    use CmdType as C;
+    match cmd {
+        C::BatchGet
+        | C::BufferBatchGet
+        | C::Scan
+        | C::ScanLock
+        | C::DeleteRange
+        | C::UnsafeDestroyRange
+        | C::RawScan
+        | C::RawDeleteRange => READ_TIMEOUT_MEDIUM,
+        C::Cop
+        | C::CopStream
+        | C::BatchCop
+        | C::MppTask
+        | C::MppConn
+        | C::MppCancel
+        | C::MppAlive => cfg.copr_req_timeout,
+        C::GetHealthFeedback => HEALTH_FEEDBACK_TIMEOUT,
+        _ => READ_TIMEOUT_SHORT,
+    }
+}
+
+/// How many read and write RPCs a completed request counts for RU v2 accounting (client-go
+/// `completedTiKVRUV2RPCCount`): nothing for non-TiKV targets and debug commands, one write
+/// for transactional and raw writes, one read otherwise.
+pub fn completed_ru_v2_rpc_count(req: &RpcRequest) -> (u64, u64) {
+    let cmd = req.cmd_type();
+    if req.options.endpoint != EndpointType::TiKV || cmd.is_debug() {
+        return (0, 0);
+    }
+    if cmd.is_txn_write() || cmd.is_raw_write() {
+        (0, 1)
+    } else {
+        (1, 0)
+    }
+}
+
+/// The tonic channel pool and batch-commands client: the terminal `Service` of the request
+/// pipeline (client-go `RPCClient`).
+///
+/// Always ready; [`call`](tower::Service::call) returns a `Send + 'static` future. Cloning
+/// shares the pools.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("pools", &self.lock().pools.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Transport::call`](tower::Service::call).
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<RpcResponse, Error>> + Send>>;
+
+impl Transport {
+    /// Creates a transport. No connection is made until the first request to an address
+    /// (client-go `NewRPCClient`). Needs a Tokio runtime when requests are sent.
+    pub fn new(config: TransportConfig) -> Transport {
+        Transport {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared {
+                    config: config.client,
+                    tls: config.tls,
+                    dial_timeout: config.dial_timeout,
+                    idle_notify: AtomicBool::new(false),
+                    listener: RwLock::new(None),
+                }),
+                pools: Mutex::new(Pools::default()),
+            }),
+        }
+    }
+
+    /// Creates a transport from the client config, loading TLS material from the files of
+    /// `config.security` with `tokio::fs`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorDetail::InvalidConfig`] when the TLS files cannot be read or parsed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing is started before the future completes.
+    pub async fn from_config(config: &Config) -> Result<Transport, Error> {
+        let tls = config.security.to_tls_config().await?;
+        Ok(Transport::new(
+            TransportConfig::new(config.tikv_client.clone()).with_tls(tls),
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pools> {
+        self.inner
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Installs the listener for store events (client-go `SetEventListener`).
+    pub fn set_event_listener(&self, listener: Arc<dyn EventListener>) {
+        *self
+            .inner
+            .shared
+            .listener
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listener);
+    }
+
+    /// Gets or creates the pool for `addr` (client-go `getConnPool` / `createConnPool`).
+    fn get_pool(&self, addr: &str, enable_batch: bool) -> Result<Arc<ConnPool>, Error> {
+        let mut pools = self.lock();
+        if pools.closed {
+            return Err(ErrorDetail::Transport {
+                addr: addr.to_owned(),
+                message: "rpcClient is closed".to_owned(),
+            }
+            .into());
+        }
+        if let Some(pool) = pools.pools.get(addr) {
+            let idle = pool.batch.as_ref().is_some_and(|b| b.is_idle());
+            if !idle {
+                return Ok(pool.clone());
+            }
+            // TP-7 decision: replace an idle pool instead of failing the request.
+            if let Some(old) = pools.pools.remove(addr) {
+                old.close();
+                ::metrics::counter!(metrics::IDLE_RECYCLES).increment(1);
+            }
+        }
+        let ver = pools.vers.get(addr).copied().unwrap_or(0) + 1;
+        let pool = Arc::new(ConnPool::new(addr, ver, &self.inner.shared, enable_batch)?);
+        pools.pools.insert(addr.to_owned(), pool.clone());
+        pools.vers.insert(addr.to_owned(), ver);
+        Ok(pool)
+    }
+
+    /// Closes every idle pool (client-go `recycleIdleConnArray`).
+    fn recycle_idle(&self) {
+        let idle: Vec<(String, u64)> = self
+            .lock()
+            .pools
+            .values()
+            .filter(|p| p.batch.as_ref().is_some_and(|b| b.is_idle()))
+            .map(|p| (p.addr.clone(), p.ver))
+            .collect();
+        for (addr, ver) in idle {
+            self.close_addr_ver(&addr, ver);
+            ::metrics::counter!(metrics::IDLE_RECYCLES).increment(1);
+        }
+    }
+
+    /// Closes and forgets the pool of `addr` (client-go `CloseAddr`): its streams end,
+    /// requests waiting on it fail with "batchConn closed", the next request opens a new
+    /// pool with a higher version.
+    pub fn close_addr(&self, addr: &str) {
+        self.close_addr_ver(addr, u64::MAX);
+    }
+
+    /// Closes the pool of `addr` only if its version is at most `ver`, so a late close for
+    /// an old pool spares a newer one (client-go `CloseAddrVer`).
+    pub fn close_addr_ver(&self, addr: &str, ver: u64) {
+        let pool = {
+            let mut pools = self.lock();
+            if pools.closed {
+                return;
+            }
+            match pools.pools.get(addr) {
+                Some(p) if p.ver <= ver => pools.pools.remove(addr),
+                _ => None,
+            }
+        };
+        if let Some(pool) = pool {
+            pool.close();
+        }
+    }
+
+    /// Closes every pool and refuses new requests (client-go `Close`).
+    pub fn close(&self) {
+        let pools = {
+            let mut pools = self.lock();
+            pools.closed = true;
+            std::mem::take(&mut pools.pools)
+        };
+        for pool in pools.values() {
+            pool.close();
+        }
+    }
+
+    /// The version of `addr`'s current pool, if one exists.
+    pub fn pool_version(&self, addr: &str) -> Option<u64> {
+        self.lock().pools.get(addr).map(|p| p.ver)
+    }
+
+    /// An inspection handle on `addr`'s pool, creating it if needed (client-go tests reach
+    /// into `getConnPool`; this is their door).
+    ///
+    /// # Errors
+    ///
+    /// A transport error when the transport is closed.
+    pub fn pool(&self, addr: &str) -> Result<PoolHandle, Error> {
+        Ok(PoolHandle {
+            pool: self.get_pool(addr, true)?,
+        })
+    }
+
+    /// Sends one request (client-go `RPCClient.SendRequest` without the codec).
+    ///
+    /// # Errors
+    ///
+    /// Transport, timeout, gRPC status and protocol errors, each with an [`ErrConn`]
+    /// source.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future removes the request from the batch queue if it was
+    /// not sent yet, or discards its answer when it arrives; other requests are not
+    /// affected.
+    pub async fn send_request(&self, mut req: RpcRequest) -> Result<RpcResponse, Error> {
+        let start = Instant::now();
+        let cmd = req.cmd_type();
+        let shared = &self.inner.shared;
+        let timeout = req
+            .options
+            .timeout
+            .unwrap_or_else(|| default_timeout(cmd, &shared.config));
+        let deadline = start + timeout;
+        req.attach_context();
+        if shared.idle_notify.swap(false, Ordering::AcqRel) {
+            self.recycle_idle();
+        }
+        let addr = req.target.addr.clone();
+        let store_id = req.target.store_id;
+        let enable_batch = req.options.endpoint == EndpointType::TiKV;
+        let pool = self.get_pool(&addr, enable_batch)?;
+        let batch = pool.batch.clone().filter(|_| enable_batch);
+        let res = match (batch, req.cmd.to_batch_request()) {
+            (Some(batch), Some(breq)) => {
+                let priority = req
+                    .context
+                    .resource_control_context
+                    .as_ref()
+                    .map_or(0, |r| r.override_priority);
+                let host = req.target.forwarded_host.clone().unwrap_or_default();
+                batch
+                    .send(breq, host, priority, deadline, timeout, false)
+                    .await
+                    .and_then(|r| from_batch(r, cmd))
+            }
+            _ => unary::call(&pool, req, timeout, deadline).await,
+        };
+        let elapsed = start.elapsed();
+        ::metrics::histogram!(metrics::REQUEST_SECONDS, "store" => addr.clone(), "type" => cmd.name())
+            .record(elapsed.as_secs_f64());
+        match res {
+            Ok(resp) => {
+                let mut out = RpcResponse::new(resp);
+                out.details.addr = addr;
+                out.details.store_id = store_id;
+                out.details.attempts = 1;
+                out.details.rpc_time = elapsed;
+                Ok(out)
+            }
+            Err(e) => Err(ErrConn::wrap(e, &pool.addr, pool.ver)),
+        }
+    }
+
+    /// Sends a batchable request to a TiKV store and calls `callback` with the outcome
+    /// (client-go `SendRequestAsync`). Fails through the callback when batching is disabled,
+    /// the target is not TiKV, or the command has no batch form. There is no per-request
+    /// timer unless `options.timeout` is set; closing the pool while the request is in
+    /// flight reports "batch client closed".
+    pub fn send_request_async<F>(&self, mut req: RpcRequest, callback: F)
+    where
+        F: FnOnce(Result<RpcResponse, Error>) + Send + 'static,
+    {
+        let fail = |msg: &str| -> Error { ErrorDetail::InvalidArgument(msg.to_owned()).into() };
+        if self.inner.shared.config.max_batch_size == 0 {
+            return callback(Err(fail("batch client is disabled")));
+        }
+        if req.options.endpoint != EndpointType::TiKV {
+            return callback(Err(fail("unsupported store type for the async client")));
+        }
+        req.attach_context();
+        let cmd = req.cmd_type();
+        let Some(breq) = req.cmd.to_batch_request() else {
+            return callback(Err(fail("unsupported request type for the async client")));
+        };
+        let addr = req.target.addr.clone();
+        let pool = match self.get_pool(&addr, true) {
+            Ok(p) => p,
+            Err(e) => return callback(Err(e)),
+        };
+        let Some(batch) = pool.batch.clone() else {
+            return callback(Err(fail("batch client is disabled")));
+        };
+        let timeout = req
+            .options
+            .timeout
+            .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+        let priority = req
+            .context
+            .resource_control_context
+            .as_ref()
+            .map_or(0, |r| r.override_priority);
+        let host = req.target.forwarded_host.clone().unwrap_or_default();
+        let store_id = req.target.store_id;
+        tokio::spawn(async move {
+            let deadline = Instant::now() + timeout;
+            let res = batch
+                .send(breq, host, priority, deadline, timeout, true)
+                .await
+                .and_then(|r| from_batch(r, cmd));
+            callback(match res {
+                Ok(resp) => {
+                    let mut out = RpcResponse::new(resp);
+                    out.details.addr = addr;
+                    out.details.store_id = store_id;
+                    out.details.attempts = 1;
+                    Ok(out)
+                }
+                Err(e) => Err(ErrConn::wrap(e, &pool.addr, pool.ver)),
+            });
+        });
+    }
+}
+
+fn from_batch(
+    r: tikv_proto::tikvpb::batch_commands_response::Response,
+    cmd: CmdType,
+) -> Result<CommandResponse, Error> {
+    let resp = CommandResponse::from_batch_response(r)?;
+    if resp.cmd_type() != cmd {
+        return Err(ErrorDetail::InvalidResponse {
+            expected: cmd.name(),
+            got: resp.cmd_type().name().to_owned(),
+        }
+        .into());
+    }
+    Ok(resp)
+}
+
+impl tower::Service<RpcRequest> for Transport {
+    type Response = RpcResponse;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RpcRequest) -> ResponseFuture {
+        let this = self.clone();
+        Box::pin(async move { this.send_request(req).await })
+    }
+}
+
+/// An inspection handle on one address's pool, for tests and diagnostics.
+#[derive(Clone)]
+pub struct PoolHandle {
+    pool: Arc<ConnPool>,
+}
+
+impl std::fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolHandle")
+            .field("addr", &self.pool.addr)
+            .field("ver", &self.pool.ver)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolHandle {
+    /// The pool's version.
+    pub fn ver(&self) -> u64 {
+        self.pool.ver
+    }
+
+    /// Whether the pool was closed (client-go: its connections report `Shutdown`).
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    /// Whether the batch send loop stopped for lack of traffic.
+    pub fn is_idle(&self) -> bool {
+        self.pool.batch.as_ref().is_some_and(|b| b.is_idle())
+    }
+
+    /// Marks every batch client as being re-created (`true`) or releases that mark, the
+    /// way client-go's tests call `lockForRecreate` on each client.
+    pub fn hold_recreate(&self, held: bool) {
+        if let Some(b) = &self.pool.batch {
+            for c in &b.clients {
+                c.set_held(held);
+            }
+        }
+    }
+
+    /// Whether some batch client can take requests now (not re-creating a stream).
+    pub fn has_ready_client(&self) -> bool {
+        self.pool
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.clients.iter().any(|c| !c.is_recreating()))
+    }
+
+    /// Per batch client: (in flight, spare concurrency).
+    pub fn client_load(&self) -> Vec<(i64, i64)> {
+        self.pool.batch.as_ref().map_or_else(Vec::new, |b| {
+            b.clients
+                .iter()
+                .map(|c| (c.in_flight(), c.available()))
+                .collect()
+        })
+    }
+}

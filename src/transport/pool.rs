@@ -1,0 +1,103 @@
+//! Connection pools: `grpc_connection_count` lazily connected tonic channels per store
+//! address (TP-3 to TP-6), from client-go's `internal/client/conn_pool.go`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tikv_layers::{Error, ErrorDetail};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use super::Shared;
+use super::batch::BatchConn;
+
+/// One store address's connections (client-go `connPool`).
+pub(crate) struct ConnPool {
+    pub(crate) addr: String,
+    pub(crate) ver: u64,
+    channels: Vec<Channel>,
+    index: AtomicUsize,
+    pub(crate) batch: Option<Arc<BatchConn>>,
+    token: CancellationToken,
+}
+
+impl ConnPool {
+    /// Builds the pool: one lazily connected channel per configured connection, with the
+    /// keepalive, window and TLS settings of the config, plus the batch half when
+    /// `enable_batch` and batching is on (client-go `newConnPool` / `Init`).
+    pub(crate) fn new(
+        addr: &str,
+        ver: u64,
+        shared: &Arc<Shared>,
+        enable_batch: bool,
+    ) -> Result<ConnPool, Error> {
+        let cfg = &shared.config;
+        let count = cfg.grpc_connection_count.max(1);
+        let endpoint = endpoint(addr, shared)?;
+        let channels: Vec<Channel> = (0..count).map(|_| endpoint.connect_lazy()).collect();
+        let token = CancellationToken::new();
+        let batch = (enable_batch && cfg.max_batch_size > 0)
+            .then(|| BatchConn::start(addr, &channels, shared.clone(), token.clone()));
+        Ok(ConnPool {
+            addr: addr.to_owned(),
+            ver,
+            channels,
+            index: AtomicUsize::new(0),
+            batch,
+            token,
+        })
+    }
+
+    /// The next channel, round-robin (client-go `connPool.Get`).
+    pub(crate) fn get(&self) -> Channel {
+        let i = self.index.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % self.channels.len();
+        self.channels[i].clone()
+    }
+
+    /// Stops every task of the pool; requests waiting on it fail with "batchConn closed".
+    pub(crate) fn close(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether [`close`](Self::close) was called (client-go: the connection reports
+    /// `Shutdown`).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.token.is_cancelled()
+    }
+}
+
+impl Drop for ConnPool {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// The tonic endpoint for `addr` with the transport settings of TP-4.
+fn endpoint(addr: &str, shared: &Shared) -> Result<Endpoint, Error> {
+    let cfg = &shared.config;
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else if shared.tls.is_some() {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    };
+    let invalid = |e: tonic::transport::Error| {
+        Error::new(ErrorDetail::InvalidArgument(format!(
+            "invalid store address {addr:?}"
+        )))
+        .with_source(e)
+    };
+    let mut ep = Endpoint::from_shared(uri)
+        .map_err(invalid)?
+        .connect_timeout(shared.dial_timeout)
+        .http2_keep_alive_interval(cfg.grpc_keepalive_time)
+        .keep_alive_timeout(cfg.grpc_keepalive_timeout)
+        .initial_stream_window_size(Some(cfg.grpc_initial_window_size))
+        .initial_connection_window_size(Some(cfg.grpc_initial_conn_window_size))
+        .tcp_nodelay(true);
+    if let Some(tls) = &shared.tls {
+        ep = ep.tls_config(tls.clone()).map_err(invalid)?;
+    }
+    Ok(ep)
+}

@@ -1,0 +1,1026 @@
+//! Integration tests of `tikv::transport` against a loopback tonic TiKV server (ported from
+//! client-go `internal/client/client_test.go`, `client_async_test.go`).
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use server::{HookReply, MockServer};
+use tikv::config::TikvClientConfig;
+use tikv::transport::{ErrConn, EventListener, Transport, TransportConfig};
+use tikv_layers::request::EndpointType;
+use tikv_layers::{CmdType, Error, ErrorDetail, RpcRequest, RpcResponse};
+use tikv_proto::tikvpb::BatchCommandsResponse;
+use tikv_proto::{coprocessor, kvrpcpb, tikvpb};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+fn transport(cfg: TikvClientConfig) -> Transport {
+    Transport::new(TransportConfig::new(cfg).with_dial_timeout(Duration::from_secs(2)))
+}
+
+fn request(cmd: impl Into<tikv_layers::Command>, addr: &str, timeout: Duration) -> RpcRequest {
+    let mut r = RpcRequest::new(cmd);
+    r.target.addr = addr.to_owned();
+    r.options.timeout = Some(timeout);
+    r
+}
+
+fn message(e: &Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn transport_message(e: &Error) -> Option<&str> {
+    match e.detail() {
+        ErrorDetail::Transport { message, .. } => Some(message),
+        _ => None,
+    }
+}
+
+// client-go: T-RPC-016 TestConn
+#[tokio::test]
+async fn conn() {
+    let t = transport(TikvClientConfig::default().with_max_batch_size(0));
+    let addr = "127.0.0.1:6379";
+    let p1 = t.pool(addr).unwrap();
+    let p2 = t.pool(addr).unwrap();
+    assert_eq!(p1.ver(), p2.ver());
+    let ver = p2.ver();
+    t.close_addr_ver(addr, ver - 1);
+    assert_eq!(t.pool_version(addr), Some(ver));
+    t.close_addr_ver(addr, ver);
+    assert_eq!(t.pool_version(addr), None);
+    let p3 = t.pool(addr).unwrap();
+    assert_eq!(p3.ver(), ver + 1);
+    t.close();
+    assert!(t.pool(addr).is_err());
+}
+
+// client-go: T-RPC-017 TestGetConnAfterClose
+#[tokio::test]
+async fn get_conn_after_close() {
+    let t = transport(TikvClientConfig::default());
+    let addr = "127.0.0.1:6379";
+    let p = t.pool(addr).unwrap();
+    t.close_addr(addr);
+    assert!(p.is_closed());
+}
+
+// client-go: T-RPC-039 TestConcurrentCloseConnPanic
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_close_conn_panic() {
+    let t = transport(TikvClientConfig::default());
+    let addr = "127.0.0.1:6379";
+    t.pool(addr).unwrap();
+    let (a, b) = (t.clone(), t.clone());
+    let h1 = tokio::spawn(async move { a.close() });
+    let h2 = tokio::spawn(async move { b.close_addr(addr) });
+    h1.await.unwrap();
+    h2.await.unwrap();
+}
+
+// client-go: T-RPC-018 TestCancelTimeoutRetErr
+#[tokio::test]
+async fn cancel_timeout_ret_err() {
+    let server = MockServer::start().await;
+    server.set_hook(Some(Arc::new(|_| HookReply::Ignore)));
+    let t = transport(TikvClientConfig::default());
+    // A zero timeout fails with a deadline error.
+    let req = request(
+        tikvpb::BatchCommandsEmptyRequest::default(),
+        &server.addr(),
+        Duration::ZERO,
+    );
+    let err = t.send_request(req).await.unwrap_err();
+    assert!(err.is_timeout(), "{}", message(&err));
+    // Canceling the caller (dropping its future) ends it at once; the transport keeps
+    // serving others.
+    let req = request(
+        tikvpb::BatchCommandsEmptyRequest::default(),
+        &server.addr(),
+        Duration::from_secs(2),
+    );
+    let fut = t.send_request(req);
+    let r = tokio::time::timeout(Duration::from_millis(50), fut).await;
+    assert!(r.is_err());
+    server.set_hook(None);
+    let req = request(
+        kvrpcpb::GetRequest::default(),
+        &server.addr(),
+        Duration::from_secs(2),
+    );
+    t.send_request(req).await.unwrap();
+}
+
+// client-go: T-RPC-020 TestSendWhenReconnect
+#[tokio::test]
+async fn send_when_reconnect() {
+    let server = MockServer::start().await;
+    let t = transport(TikvClientConfig::default().with_max_concurrency_request_limit(10000));
+    let pool = t.pool(&server.addr()).unwrap();
+    pool.hold_recreate(true);
+    let req = request(
+        tikvpb::BatchCommandsEmptyRequest::default(),
+        &server.addr(),
+        Duration::from_millis(300),
+    );
+    let err = t.send_request(req).await.unwrap_err();
+    let msg = message(&err);
+    assert!(err.is_timeout(), "{msg}");
+    assert!(
+        msg.contains("wait recvLoop timeout, timeout:300ms") && msg.contains("deadline exceeded"),
+        "{msg}"
+    );
+    assert!(ErrConn::of(&err).is_some());
+}
+
+// client-go: T-RPC-038 TestFastFailWhenNoAvailableConn
+#[tokio::test]
+async fn fast_fail_when_no_available_conn() {
+    let server = MockServer::start().await;
+    let t = transport(TikvClientConfig::default());
+    let cop = || {
+        request(
+            coprocessor::Request::default(),
+            &server.addr(),
+            Duration::from_secs(1),
+        )
+    };
+    t.send_request(cop()).await.unwrap();
+    let pool = t.pool(&server.addr()).unwrap();
+    pool.hold_recreate(true);
+    let start = Instant::now();
+    let err = t.send_request(cop()).await.unwrap_err();
+    assert_eq!(transport_message(&err), Some("no available connections"));
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+// client-go: T-RPC-036 TestFastFailRequest
+#[tokio::test]
+async fn fast_fail_request() {
+    let t = transport(TikvClientConfig::default());
+    // Nothing listens on this port.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let start = Instant::now();
+    let req = request(
+        kvrpcpb::GetRequest::default(),
+        &addr,
+        Duration::from_secs(20),
+    );
+    let err = t.send_request(req).await.unwrap_err();
+    assert!(err.is_retryable(), "{}", message(&err));
+    assert!(start.elapsed() < Duration::from_secs(6));
+}
+
+// client-go: T-RPC-022 TestForwardMetadataByUnaryCall
+#[tokio::test]
+async fn forward_metadata_by_unary_call() {
+    let server = MockServer::start().await;
+    let t = transport(
+        TikvClientConfig::default()
+            .with_max_batch_size(0)
+            .with_grpc_connection_count(1),
+    );
+    let addr = server.addr();
+    for _ in 0..3 {
+        let req = request(
+            kvrpcpb::PrewriteRequest::default(),
+            &addr,
+            Duration::from_secs(10),
+        );
+        t.send_request(req).await.unwrap();
+    }
+    let calls = server.calls("kv_prewrite");
+    assert_eq!(calls.len(), 3);
+    assert!(calls.iter().all(|(f, _)| f.is_empty()));
+    let req = request(
+        coprocessor::Request::default(),
+        &addr,
+        Duration::from_secs(10),
+    );
+    let mut req = req;
+    req.cmd = tikv_layers::Command::CopStream(coprocessor::Request::default());
+    t.send_request(req).await.unwrap();
+    assert_eq!(server.calls("coprocessor_stream").len(), 1);
+
+    server.clear_calls();
+    let host = "127.0.0.1:6666";
+    for _ in 0..3 {
+        let mut req = request(
+            kvrpcpb::PrewriteRequest::default(),
+            &addr,
+            Duration::from_secs(10),
+        );
+        req.target.forwarded_host = Some(host.to_owned());
+        t.send_request(req).await.unwrap();
+    }
+    let calls = server.calls("kv_prewrite");
+    assert_eq!(calls.len(), 3);
+    assert!(calls.iter().all(|(f, _)| f == &vec![host.to_owned()]));
+    let mut req = request(
+        coprocessor::Request::default(),
+        &addr,
+        Duration::from_secs(10),
+    );
+    req.cmd = tikv_layers::Command::CopStream(coprocessor::Request::default());
+    req.target.forwarded_host = Some(host.to_owned());
+    t.send_request(req).await.unwrap();
+    assert_eq!(
+        server.calls("coprocessor_stream")[0].0,
+        vec![host.to_owned()]
+    );
+}
+
+// client-go: T-RPC-023 TestForwardMetadataByBatchCommands
+#[tokio::test]
+async fn forward_metadata_by_batch_commands() {
+    let server = MockServer::start().await;
+    let t = transport(
+        TikvClientConfig::default()
+            .with_max_batch_size(128)
+            .with_grpc_connection_count(1),
+    );
+    let addr = server.addr();
+    let hosts = ["", "127.0.0.1:6666", "127.0.0.1:7777", "127.0.0.1:8888"];
+    for (i, host) in hosts.iter().enumerate() {
+        for _ in 0..3 {
+            let mut req = request(
+                kvrpcpb::PrewriteRequest::default(),
+                &addr,
+                Duration::from_secs(10),
+            );
+            if !host.is_empty() {
+                req.target.forwarded_host = Some((*host).to_owned());
+            }
+            t.send_request(req).await.unwrap();
+        }
+        // One stream per forwarded host.
+        let streams = server.calls("batch_commands");
+        assert_eq!(streams.len(), i + 1);
+        let (fwd, idx) = &streams[i];
+        if host.is_empty() {
+            assert!(fwd.is_empty());
+        } else {
+            assert_eq!(fwd, &vec![(*host).to_owned()]);
+        }
+        assert_eq!(idx.as_deref(), Some("0"));
+    }
+    // Streaming calls carry the metadata per call.
+    let mut req = request(
+        coprocessor::Request::default(),
+        &addr,
+        Duration::from_secs(10),
+    );
+    req.cmd = tikv_layers::Command::CopStream(coprocessor::Request::default());
+    t.send_request(req).await.unwrap();
+    let mut req = request(
+        coprocessor::Request::default(),
+        &addr,
+        Duration::from_secs(10),
+    );
+    req.cmd = tikv_layers::Command::CopStream(coprocessor::Request::default());
+    req.target.forwarded_host = Some("127.0.0.1:6666".to_owned());
+    t.send_request(req).await.unwrap();
+    let calls = server.calls("coprocessor_stream");
+    assert!(calls[0].0.is_empty());
+    assert_eq!(calls[1].0, vec!["127.0.0.1:6666".to_owned()]);
+}
+
+#[derive(Default)]
+struct Listener(std::sync::Mutex<Vec<kvrpcpb::HealthFeedback>>);
+
+impl EventListener for Listener {
+    fn on_health_feedback(&self, feedback: &kvrpcpb::HealthFeedback) {
+        self.0.lock().unwrap().push(feedback.clone());
+    }
+}
+
+// client-go: T-RPC-034 TestBatchClientReceiveHealthFeedback
+#[tokio::test]
+async fn batch_client_receive_health_feedback() {
+    let server = MockServer::start().await;
+    let t = transport(TikvClientConfig::default());
+    let l = Arc::new(Listener::default());
+    t.set_event_listener(l.clone());
+    for _ in 0..3 {
+        let req = request(
+            kvrpcpb::GetRequest::default(),
+            &server.addr(),
+            Duration::from_secs(1),
+        );
+        let resp = t.send_request(req).await.unwrap();
+        assert_eq!(resp.cmd_type(), CmdType::Get);
+    }
+    let got = l.0.lock().unwrap().clone();
+    assert_eq!(got.len(), 3);
+    for (i, fb) in got.iter().enumerate() {
+        assert_eq!(fb.store_id, 1);
+        assert_eq!(fb.slow_score, 1);
+        assert_eq!(fb.feedback_seq_no, i as u64 + 1);
+    }
+}
+
+// client-go: T-RPC-031 TestBatchClientRecoverAfterServerRestart
+#[tokio::test]
+async fn batch_client_recover_after_server_restart() {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    let t = transport(TikvClientConfig::default());
+    let cop = |ms| {
+        request(
+            coprocessor::Request::default(),
+            &addr,
+            Duration::from_millis(ms),
+        )
+    };
+    for _ in 0..100 {
+        t.send_request(cop(20_000)).await.unwrap();
+    }
+    server.stop();
+    assert!(!server.is_running());
+    for _ in 0..10 {
+        assert!(t.send_request(cop(100)).await.is_err());
+    }
+    server.restart().await;
+    let pool = t.pool(&addr).unwrap();
+    let start = Instant::now();
+    while !pool.has_ready_client() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no reconnect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The first request after the restart may meet a stream that is still being repaired.
+    let mut ok = 0;
+    for _ in 0..100 {
+        if t.send_request(cop(20_000)).await.is_ok() {
+            ok += 1;
+        }
+    }
+    assert!(ok >= 95, "{ok}");
+    t.send_request(cop(20_000)).await.unwrap();
+}
+
+// Faults: a server that closes the stream fails exactly the in-flight requests with a
+// typed error, and the client reconnects.
+#[tokio::test]
+async fn stream_closed_by_server_fails_inflight_and_reconnects() {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    let t = transport(TikvClientConfig::default().with_grpc_connection_count(1));
+    t.send_request(request(
+        kvrpcpb::GetRequest::default(),
+        &addr,
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
+    server.set_hook(Some(Arc::new(|_| {
+        HookReply::Fail(tonic::Status::internal("garbage frame"))
+    })));
+    let err = t
+        .send_request(request(
+            kvrpcpb::GetRequest::default(),
+            &addr,
+            Duration::from_secs(2),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        tikv_layers::ErrorKind::Transport,
+        "{}",
+        message(&err)
+    );
+    server.set_hook(None);
+    let start = Instant::now();
+    loop {
+        let r = t
+            .send_request(request(
+                kvrpcpb::GetRequest::default(),
+                &addr,
+                Duration::from_secs(1),
+            ))
+            .await;
+        if r.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(server.calls("batch_commands").len() >= 2);
+}
+
+// Faults: unknown ids and short responses never panic; a server that never answers yields
+// a timeout within the deadline.
+#[tokio::test]
+async fn unknown_id_and_silence() {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    let t = transport(TikvClientConfig::default());
+    server.set_hook(Some(Arc::new(|req| {
+        HookReply::Reply(BatchCommandsResponse {
+            responses: vec![Default::default(); req.request_ids.len()],
+            request_ids: req.request_ids.iter().map(|id| id + 1000).collect(),
+            ..Default::default()
+        })
+    })));
+    let start = Instant::now();
+    let err = t
+        .send_request(request(
+            kvrpcpb::GetRequest::default(),
+            &addr,
+            Duration::from_millis(200),
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    assert!(start.elapsed() < Duration::from_millis(1000));
+    // Fewer responses than ids: the caller gets a protocol error.
+    server.set_hook(Some(Arc::new(|req| {
+        HookReply::Reply(BatchCommandsResponse {
+            responses: vec![],
+            request_ids: req.request_ids.clone(),
+            ..Default::default()
+        })
+    })));
+    let err = t
+        .send_request(request(
+            kvrpcpb::GetRequest::default(),
+            &addr,
+            Duration::from_secs(1),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), tikv_layers::ErrorKind::Protocol);
+    // Wrong arm: a protocol error too.
+    server.set_hook(Some(Arc::new(|req| {
+        HookReply::Reply(BatchCommandsResponse {
+            responses: vec![
+                tikvpb::batch_commands_response::Response {
+                    cmd: Some(tikvpb::batch_commands_response::response::Cmd::Empty(
+                        Default::default()
+                    )),
+                };
+                req.request_ids.len()
+            ],
+            request_ids: req.request_ids.clone(),
+            ..Default::default()
+        })
+    })));
+    let err = t
+        .send_request(request(
+            kvrpcpb::GetRequest::default(),
+            &addr,
+            Duration::from_secs(1),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), tikv_layers::ErrorKind::Protocol);
+}
+
+// Cancellation of one caller does not disturb the others on the same stream.
+#[tokio::test]
+async fn cancel_one_caller_keeps_others() {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    server.set_delay(Duration::from_millis(100));
+    let t = transport(TikvClientConfig::default().with_grpc_connection_count(1));
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        let t = t.clone();
+        let addr = addr.clone();
+        handles.push(tokio::spawn(async move {
+            t.send_request(request(
+                kvrpcpb::GetRequest::default(),
+                &addr,
+                Duration::from_secs(2),
+            ))
+            .await
+        }));
+    }
+    let doomed = {
+        let t = t.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            t.send_request(request(
+                kvrpcpb::GetRequest::default(),
+                &addr,
+                Duration::from_secs(2),
+            ))
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    doomed.abort();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+}
+
+// The transport is a tower service, always ready, with Send + 'static futures.
+#[tokio::test]
+async fn tower_service_shape() {
+    fn assert_send_static<F: std::future::Future + Send + 'static>(_: &F) {}
+    let server = MockServer::start().await;
+    let mut t = transport(TikvClientConfig::default());
+    let req = request(
+        kvrpcpb::GetRequest::default(),
+        &server.addr(),
+        Duration::from_secs(1),
+    );
+    let fut = t.ready().await.unwrap().call(req);
+    assert_send_static(&fut);
+    let resp: RpcResponse = fut.await.unwrap();
+    assert_eq!(resp.details.addr, server.addr());
+}
+
+// client-go: T-RPC-021 TestCollapseResolveLock
+#[tokio::test]
+async fn collapse_resolve_lock() {
+    use tikv::transport::Collapse;
+    use tokio::sync::{Notify, mpsc};
+
+    #[derive(Clone)]
+    struct Chan {
+        gate: Arc<Notify>,
+        tx: mpsc::UnboundedSender<RpcRequest>,
+    }
+    impl Service<RpcRequest> for Chan {
+        type Response = RpcResponse;
+        type Error = Error;
+        type Future =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<RpcResponse, Error>> + Send>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: RpcRequest) -> Self::Future {
+            let this = self.clone();
+            Box::pin(async move {
+                this.gate.notified().await;
+                let _ = this.tx.send(req);
+                Ok(RpcResponse::new(kvrpcpb::ResolveLockResponse::default()))
+            })
+        }
+    }
+
+    fn resolve(region: u64, keys: Vec<Vec<u8>>, is_async: bool) -> RpcRequest {
+        let mut r = RpcRequest::new(kvrpcpb::ResolveLockRequest {
+            start_version: 10,
+            commit_version: 20,
+            keys,
+            is_async,
+            ..Default::default()
+        });
+        r.context.region_id = region;
+        r.options.timeout = Some(Duration::from_secs(1));
+        r
+    }
+    fn batch_resolve(region: u64) -> RpcRequest {
+        let mut r = RpcRequest::new(kvrpcpb::ResolveLockRequest {
+            txn_infos: vec![kvrpcpb::TxnInfo {
+                txn: 10,
+                status: 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        r.context.region_id = region;
+        r
+    }
+
+    let gate = Arc::new(Notify::new());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let svc = Collapse::new(Chan {
+        gate: gate.clone(),
+        tx,
+    });
+    async fn round(
+        svc: &Collapse<Chan>,
+        gate: &Notify,
+        rx: &mut mpsc::UnboundedReceiver<RpcRequest>,
+        reqs: Vec<RpcRequest>,
+    ) -> usize {
+        let mut hs = Vec::new();
+        for r in reqs {
+            let s = svc.clone();
+            hs.push(tokio::spawn(async move { s.oneshot(r).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.notify_waiters();
+        for h in hs {
+            h.await.unwrap().unwrap();
+        }
+        let mut n = 0;
+        while rx.try_recv().is_ok() {
+            n += 1;
+        }
+        n
+    }
+    // Identical whole-region requests collapse.
+    assert_eq!(
+        round(
+            &svc,
+            &gate,
+            &mut rx,
+            vec![resolve(1, vec![], false), resolve(1, vec![], false)]
+        )
+        .await,
+        1
+    );
+    // Async ones collapse separately.
+    assert_eq!(
+        round(
+            &svc,
+            &gate,
+            &mut rx,
+            vec![resolve(1, vec![], true), resolve(1, vec![], true)]
+        )
+        .await,
+        1
+    );
+    // Sync and async do not collapse together.
+    assert_eq!(
+        round(
+            &svc,
+            &gate,
+            &mut rx,
+            vec![resolve(1, vec![], false), resolve(1, vec![], true)]
+        )
+        .await,
+        2
+    );
+    // Lite (key-listed) requests are never collapsed.
+    assert_eq!(
+        round(
+            &svc,
+            &gate,
+            &mut rx,
+            vec![
+                resolve(1, vec![b"foo".to_vec()], false),
+                resolve(1, vec![b"foo".to_vec()], false)
+            ]
+        )
+        .await,
+        2
+    );
+    // Batch (txn-info) requests are never collapsed.
+    assert_eq!(
+        round(
+            &svc,
+            &gate,
+            &mut rx,
+            vec![batch_resolve(1), batch_resolve(1)]
+        )
+        .await,
+        2
+    );
+    // Mixed.
+    assert_eq!(
+        round(
+            &svc,
+            &gate,
+            &mut rx,
+            vec![
+                resolve(1, vec![], false),
+                resolve(1, vec![b"foo".to_vec()], false),
+                batch_resolve(1)
+            ]
+        )
+        .await,
+        3
+    );
+}
+
+// client-go: T-RPC-041 TestSendRequestAsyncBasic
+#[tokio::test]
+async fn send_request_async_basic() {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    let call = |t: &Transport, req: RpcRequest| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        t.send_request_async(req, move |r| {
+            let _ = tx.send(r);
+        });
+        rx
+    };
+    // Batching disabled.
+    let t0 = transport(TikvClientConfig::default().with_max_batch_size(0));
+    let r = call(
+        &t0,
+        request(
+            kvrpcpb::GetRequest::default(),
+            &addr,
+            Duration::from_secs(1),
+        ),
+    );
+    assert!(r.await.unwrap().is_err());
+    let t = transport(TikvClientConfig::default());
+    // TiFlash target.
+    let mut req = request(
+        kvrpcpb::GetRequest::default(),
+        &addr,
+        Duration::from_secs(1),
+    );
+    req.options.endpoint = EndpointType::TiFlash;
+    assert!(call(&t, req).await.unwrap().is_err());
+    // Non-batchable command.
+    let req = request(
+        kvrpcpb::SplitRegionRequest::default(),
+        &addr,
+        Duration::from_secs(1),
+    );
+    assert!(call(&t, req).await.unwrap().is_err());
+    // Batchable command to TiKV.
+    let req = request(
+        kvrpcpb::GetRequest::default(),
+        &addr,
+        Duration::from_secs(1),
+    );
+    let resp = call(&t, req).await.unwrap().unwrap();
+    assert_eq!(resp.cmd_type(), CmdType::Get);
+}
+
+// client-go: T-RPC-042 TestSendRequestAsyncAttachContext
+#[tokio::test]
+async fn send_request_async_attach_context() {
+    let server = MockServer::start().await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s2 = seen.clone();
+    server.set_hook(Some(Arc::new(move |req| {
+        use tikvpb::batch_commands_request::request::Cmd;
+        for r in &req.requests {
+            if let Some(Cmd::Get(g)) = &r.cmd {
+                s2.store(
+                    g.context.as_ref().map_or(0, |c| c.region_id) as usize,
+                    Ordering::SeqCst,
+                );
+            }
+        }
+        HookReply::Reply(BatchCommandsResponse {
+            responses: req.requests.iter().map(server::echo).collect(),
+            request_ids: req.request_ids.clone(),
+            ..Default::default()
+        })
+    })));
+    let t = transport(TikvClientConfig::default());
+    let mut req = request(
+        kvrpcpb::GetRequest::default(),
+        &server.addr(),
+        Duration::from_secs(1),
+    );
+    req.context.region_id = 42;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    t.send_request_async(req, move |r| {
+        let _ = tx.send(r);
+    });
+    rx.await.unwrap().unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 42);
+}
+
+// client-go: T-RPC-045 TestSendRequestAsyncAndCloseClientOnHandle
+#[tokio::test]
+async fn send_request_async_and_close_client_on_handle() {
+    let server = MockServer::start().await;
+    server.set_hook(Some(Arc::new(|_| HookReply::Ignore)));
+    let t = transport(TikvClientConfig::default());
+    let mut req = request(
+        kvrpcpb::GetRequest::default(),
+        &server.addr(),
+        Duration::from_secs(1),
+    );
+    req.options.timeout = None;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    t.send_request_async(req, move |r| {
+        let _ = tx.send(r);
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    t.close();
+    let err = tokio::time::timeout(Duration::from_secs(1), rx)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(transport_message(&err), Some("batch client closed"));
+}
+
+// client-go: T-RPC-044 TestSendRequestAsyncTimeout (the server-blocks half; the
+// channel-full half needs a failpoint)
+#[tokio::test]
+async fn send_request_async_timeout() {
+    let server = MockServer::start().await;
+    server.set_hook(Some(Arc::new(|_| HookReply::Ignore)));
+    let t = transport(TikvClientConfig::default());
+    let req = request(
+        kvrpcpb::GetRequest::default(),
+        &server.addr(),
+        Duration::from_millis(100),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    t.send_request_async(req, move |r| {
+        let _ = tx.send(r);
+    });
+    let err = rx.await.unwrap().unwrap_err();
+    assert!(err.is_timeout());
+}
+
+// Closing an address fails its waiting callers with "batchConn closed" and the next
+// request opens a newer pool.
+#[tokio::test]
+async fn close_addr_fails_waiters() {
+    let server = MockServer::start().await;
+    server.set_hook(Some(Arc::new(|_| HookReply::Ignore)));
+    let t = transport(TikvClientConfig::default());
+    let addr = server.addr();
+    let t2 = t.clone();
+    let a2 = addr.clone();
+    let h = tokio::spawn(async move {
+        t2.send_request(request(
+            kvrpcpb::GetRequest::default(),
+            &a2,
+            Duration::from_secs(5),
+        ))
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let v = t.pool_version(&addr).unwrap();
+    t.close_addr(&addr);
+    let err = h.await.unwrap().unwrap_err();
+    assert_eq!(transport_message(&err), Some("batchConn closed"));
+    server.set_hook(None);
+    t.send_request(request(
+        kvrpcpb::GetRequest::default(),
+        &addr,
+        Duration::from_secs(1),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(t.pool_version(&addr), Some(v + 1));
+}
+
+// client-go: T-RPC-033 TestPrioritySentLimit
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn priority_sent_limit() {
+    let server = MockServer::start().await;
+    server.set_delay(Duration::from_millis(2));
+    let t = transport(
+        TikvClientConfig::default()
+            .with_max_concurrency_request_limit(2)
+            .with_grpc_connection_count(1),
+    );
+    let addr = server.addr();
+    let end = Instant::now() + Duration::from_millis(1500);
+    let stats = Arc::new(std::sync::Mutex::new([(0u128, 0u128); 2]));
+    let mut hs = Vec::new();
+    for (slot, pri) in [(0usize, 16u64), (1, 8)] {
+        for _ in 0..10 {
+            let (t, addr, stats) = (t.clone(), addr.clone(), stats.clone());
+            hs.push(tokio::spawn(async move {
+                while Instant::now() < end {
+                    let mut req = request(
+                        tikvpb::BatchCommandsEmptyRequest::default(),
+                        &addr,
+                        Duration::from_millis(100),
+                    );
+                    req.context.resource_control_context = Some(kvrpcpb::ResourceControlContext {
+                        override_priority: pri,
+                        ..Default::default()
+                    });
+                    let s = Instant::now();
+                    let _ = t.send_request(req).await;
+                    let mut st = stats.lock().unwrap();
+                    st[slot].0 += s.elapsed().as_micros();
+                    st[slot].1 += 1;
+                }
+            }));
+        }
+    }
+    for h in hs {
+        h.await.unwrap();
+    }
+    let st = *stats.lock().unwrap();
+    let high = st[0].0 / st[0].1.max(1);
+    let medium = st[1].0 / st[1].1.max(1);
+    assert!(high * 2 < medium, "high {high}us medium {medium}us");
+}
+
+mod tls {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+
+    struct Pki {
+        ca_pem: String,
+        server: (String, String),
+        client: (String, String),
+    }
+
+    fn pki() -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>| {
+            let key = KeyPair::generate().unwrap();
+            let params = CertificateParams::new(names).unwrap();
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        Pki {
+            ca_pem: ca.pem(),
+            server: leaf(vec!["127.0.0.1".into(), "localhost".into()]),
+            client: leaf(vec!["client".into()]),
+        }
+    }
+
+    fn write(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    async fn run(mutual: bool) {
+        let pki = pki();
+        let mut stls =
+            ServerTlsConfig::new().identity(Identity::from_pem(&pki.server.0, &pki.server.1));
+        if mutual {
+            stls = stls.client_ca_root(Certificate::from_pem(&pki.ca_pem));
+        }
+        let server = MockServer::start_tls(Some(stls)).await;
+        let dir = std::env::temp_dir().join(format!(
+            "tikv-transport-tls-{}-{}",
+            std::process::id(),
+            mutual
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut sec = tikv::config::Security::default().with_cluster_ssl_ca(write(
+            &dir,
+            "ca.pem",
+            &pki.ca_pem,
+        ));
+        if mutual {
+            sec = sec
+                .with_cluster_ssl_cert(write(&dir, "client.pem", &pki.client.0))
+                .with_cluster_ssl_key(write(&dir, "client.key", &pki.client.1));
+        }
+        let tls = sec.to_tls_config().await.unwrap();
+        let t = Transport::new(TransportConfig::default().with_tls(tls));
+        // Batched and unary calls both go over TLS.
+        t.send_request(request(
+            kvrpcpb::GetRequest::default(),
+            &server.addr(),
+            Duration::from_secs(3),
+        ))
+        .await
+        .unwrap();
+        let mut req = request(
+            coprocessor::Request::default(),
+            &server.addr(),
+            Duration::from_secs(3),
+        );
+        req.cmd = tikv_layers::Command::CopStream(coprocessor::Request::default());
+        t.send_request(req).await.unwrap();
+        if mutual {
+            // Without a client certificate the handshake is refused.
+            let tls = tikv::config::Security::default()
+                .with_cluster_ssl_ca(write(&dir, "ca2.pem", &pki.ca_pem))
+                .to_tls_config()
+                .await
+                .unwrap();
+            let t = Transport::new(TransportConfig::default().with_tls(tls));
+            let r = t
+                .send_request(request(
+                    kvrpcpb::GetRequest::default(),
+                    &server.addr(),
+                    Duration::from_secs(3),
+                ))
+                .await;
+            assert!(r.is_err());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn tls() {
+        run(false).await;
+    }
+
+    #[tokio::test]
+    async fn mtls() {
+        run(true).await;
+    }
+}
