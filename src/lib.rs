@@ -9,9 +9,15 @@
 pub use tikv_layers as layers;
 pub use tikv_proto as proto;
 
+pub mod cluster;
 pub mod codec;
 pub mod config;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+pub mod oracle;
+pub mod pd;
+pub mod region_cache;
+pub mod store_cache;
+pub mod transport;
 pub mod txn;

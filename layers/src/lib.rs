@@ -23,11 +23,12 @@
 pub mod backoff;
 pub mod classify;
 pub mod error;
+pub mod locate;
 pub mod request;
 pub mod ru;
 
 pub use error::{BoxError, Error, ErrorDetail, ErrorKind, Result};
 pub use request::{
-    AttemptDetails, CmdType, Command, CommandResponse, ReplicaReadType, RequestOptions,
-    RpcRequest, RpcResponse, Target,
+    AttemptDetails, CmdType, Command, CommandResponse, ReplicaReadType, RequestOptions, RpcRequest,
+    RpcResponse, Target,
 };

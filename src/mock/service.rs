@@ -940,7 +940,12 @@ impl Mock {
                 ..Default::default()
             }
             .into(),
-            Command::LockWaitInfo(_) => kvrpcpb::GetLockWaitInfoResponse::default().into(),
+            // The waiters the engine currently parks (MC-2.11.5).
+            Command::LockWaitInfo(_) => kvrpcpb::GetLockWaitInfoResponse {
+                entries: self.inner.mvcc.lock_wait_info(),
+                ..Default::default()
+            }
+            .into(),
             Command::Empty(r) => {
                 tikv_proto::tikvpb::BatchCommandsEmptyResponse { test_id: r.test_id }.into()
             }

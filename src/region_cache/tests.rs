@@ -1,0 +1,753 @@
+//! Ports of client-go's `internal/locate/region_cache_test.go` against the in-process mock
+//! PD (`crate::mock::MockPd`) behind a V1 transactional codec PD client, like client-go's
+//! `testRegionCacheSuite`.
+
+use std::sync::Arc;
+
+use futures_core::future::BoxFuture;
+use tikv_layers::Result;
+use tikv_layers::backoff::{Backoffer, SharedBackoffer};
+use tikv_layers::locate::{
+    EpochNotMatchOutcome, InvalidReason, RegionLocator, StoreResolver, contains, contains_by_end,
+};
+use tikv_proto::{metapb, pdpb};
+
+use super::*;
+use crate::mock::{Clock, Cluster, MockPd};
+use crate::pd::{CodecPdClient, KeyMode, KeyRange, RegionInfo, RegionMetaClient, RegionOptions};
+
+/// `RegionMetaClient` over the in-process mock PD.
+#[derive(Clone)]
+struct MockPdSource(MockPd);
+
+fn status(s: tonic::Status) -> tikv_layers::Error {
+    s.into()
+}
+
+fn header_error(h: Option<&pdpb::ResponseHeader>) -> Result<()> {
+    if let Some(e) = h.and_then(|h| h.error.as_ref())
+        && e.r#type() != pdpb::ErrorType::Ok
+    {
+        return Err(tikv_layers::ErrorDetail::Pd(Box::new(e.clone())).into());
+    }
+    Ok(())
+}
+
+fn region_resp(r: pdpb::GetRegionResponse) -> Result<Option<RegionInfo>> {
+    header_error(r.header.as_ref())?;
+    Ok(r.region.map(|region| RegionInfo {
+        region,
+        leader: r.leader.filter(|l| l.id != 0),
+        down_peers: r.down_peers,
+        pending_peers: r.pending_peers,
+        buckets: r.buckets,
+    }))
+}
+
+fn pd_regions(rs: Vec<pdpb::Region>) -> Vec<RegionInfo> {
+    rs.into_iter()
+        .filter_map(|r| {
+            Some(RegionInfo {
+                region: r.region?,
+                leader: r.leader.filter(|l| l.id != 0),
+                down_peers: r.down_peers,
+                pending_peers: r.pending_peers,
+                buckets: r.buckets,
+            })
+        })
+        .collect()
+}
+
+impl RegionMetaClient for MockPdSource {
+    fn get_region(
+        &self,
+        key: Vec<u8>,
+        opts: RegionOptions,
+    ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
+        let pd = self.0.clone();
+        Box::pin(async move {
+            let r = pd
+                .get_region(pdpb::GetRegionRequest {
+                    region_key: key,
+                    need_buckets: opts.need_buckets,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status)?;
+            region_resp(r)
+        })
+    }
+    fn get_prev_region(
+        &self,
+        key: Vec<u8>,
+        opts: RegionOptions,
+    ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
+        let pd = self.0.clone();
+        Box::pin(async move {
+            let r = pd
+                .get_prev_region(pdpb::GetRegionRequest {
+                    region_key: key,
+                    need_buckets: opts.need_buckets,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status)?;
+            region_resp(r)
+        })
+    }
+    fn get_region_by_id(
+        &self,
+        id: u64,
+        opts: RegionOptions,
+    ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
+        let pd = self.0.clone();
+        Box::pin(async move {
+            let r = pd
+                .get_region_by_id(pdpb::GetRegionByIdRequest {
+                    region_id: id,
+                    need_buckets: opts.need_buckets,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status)?;
+            region_resp(r)
+        })
+    }
+    fn scan_regions(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: i32,
+        _opts: RegionOptions,
+    ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
+        let pd = self.0.clone();
+        Box::pin(async move {
+            let r = pd
+                .scan_regions(pdpb::ScanRegionsRequest {
+                    start_key: start,
+                    end_key: end,
+                    limit,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status)?;
+            header_error(r.header.as_ref())?;
+            Ok(pd_regions(r.regions))
+        })
+    }
+    fn batch_scan_regions(
+        &self,
+        ranges: Vec<KeyRange>,
+        limit: i32,
+        opts: RegionOptions,
+    ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
+        let pd = self.0.clone();
+        Box::pin(async move {
+            let r = pd
+                .batch_scan_regions(pdpb::BatchScanRegionsRequest {
+                    ranges: ranges
+                        .into_iter()
+                        .map(|r| pdpb::KeyRange {
+                            start_key: r.start,
+                            end_key: r.end,
+                        })
+                        .collect(),
+                    limit,
+                    need_buckets: opts.need_buckets,
+                    contain_all_key_range: opts.contain_all_key_range,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status)?;
+            header_error(r.header.as_ref())?;
+            Ok(pd_regions(r.regions))
+        })
+    }
+    fn get_store(
+        &self,
+        id: u64,
+        _opts: RegionOptions,
+    ) -> BoxFuture<'static, Result<Option<metapb::Store>>> {
+        let pd = self.0.clone();
+        Box::pin(async move {
+            let r = pd
+                .get_store(pdpb::GetStoreRequest {
+                    store_id: id,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status)?;
+            header_error(r.header.as_ref())?;
+            Ok(r.store)
+        })
+    }
+    fn get_all_stores(
+        &self,
+        opts: RegionOptions,
+    ) -> BoxFuture<'static, Result<Vec<metapb::Store>>> {
+        let pd = self.0.clone();
+        Box::pin(async move {
+            let r = pd
+                .get_all_stores(pdpb::GetAllStoresRequest {
+                    exclude_tombstone_stores: opts.exclude_tombstone,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status)?;
+            header_error(r.header.as_ref())?;
+            Ok(r.stores)
+        })
+    }
+    fn cluster_id(&self) -> u64 {
+        self.0.cluster_id()
+    }
+}
+
+/// client-go's `testRegionCacheSuite.SetupTest`: two stores, one region, leader on store 1.
+struct Suite {
+    cluster: Cluster,
+    cache: RegionCache,
+    store1: u64,
+    store2: u64,
+    peer1: u64,
+    peer2: u64,
+    region1: u64,
+}
+
+impl Suite {
+    fn new() -> Suite {
+        let cluster = Cluster::new(Clock::new());
+        let (stores, peers, region, _) = cluster.bootstrap_with_multi_stores(2);
+        let pd = MockPd::new(cluster.clone(), 1);
+        let codec = CodecPdClient::new(Arc::new(MockPdSource(pd)), KeyMode::TxnV1);
+        let cache = RegionCache::new(Arc::new(codec), RegionCacheOptions::default());
+        Suite {
+            cluster,
+            cache,
+            store1: stores[0],
+            store2: stores[1],
+            peer1: peers[0],
+            peer2: peers[1],
+            region1: region,
+        }
+    }
+
+    fn bo() -> Backoffer {
+        Backoffer::new(LOCATE_BUDGET_MS)
+    }
+
+    async fn locate(&self, key: &[u8]) -> Arc<RegionSnapshot> {
+        self.cache
+            .locate_key_with(&mut Self::bo(), key)
+            .await
+            .expect("locate")
+    }
+
+    async fn locate_end(&self, key: &[u8]) -> Arc<RegionSnapshot> {
+        self.cache
+            .locate_end_key_with(&mut Self::bo(), key)
+            .await
+            .expect("locate end")
+    }
+
+    fn leader_store(snap: &RegionSnapshot) -> u64 {
+        snap.leader().map_or(0, |p| p.store_id)
+    }
+
+    /// The first follower's store, seed 0 (client-go's `getAddr` with follower read).
+    fn follower_store(snap: &RegionSnapshot) -> u64 {
+        snap.tikv_peers
+            .iter()
+            .enumerate()
+            .find(|(i, _)| *i != snap.work_tikv_idx)
+            .and_then(|(_, &g)| snap.region.peers.get(g))
+            .map_or(0, |p| p.store_id)
+    }
+
+    fn split(&self, region: u64, key: &[u8]) -> (u64, u64) {
+        let ids = self.cluster.alloc_ids(3);
+        let (new_region, p1, p2) = (ids[0], ids[1], ids[2]);
+        self.cluster
+            .split(region, new_region, key, &[p1, p2], p1)
+            .expect("split");
+        (new_region, p1)
+    }
+}
+
+// client-go: T-LOCATE-004 testRegionCacheSuite.TestSimple
+#[tokio::test]
+async fn simple() {
+    let s = Suite::new();
+    let r = s.locate(b"a").await;
+    assert_eq!(r.ver.id, s.region1);
+    assert_eq!(Suite::leader_store(&r), s.store1);
+    assert_eq!(Suite::follower_store(&r), s.store2);
+    assert_eq!(s.cache.test_index_sizes(), (1, 1, 1));
+    let cached = s.cache.get_cached(&r.ver).expect("cached");
+    cached.set_ttl(0);
+    assert!(
+        s.cache.try_locate_key(b"a").is_none(),
+        "expired region is not served"
+    );
+    assert!(s.cache.cached_region(&r.ver).is_none());
+}
+
+// client-go: T-LOCATE-005 testRegionCacheSuite.TestResolveStateTransition
+#[tokio::test]
+async fn resolve_state_transition() {
+    let s = Suite::new();
+    let stores = s.cache.stores().clone();
+    let store = stores.get_or_insert(s.store1);
+    assert_eq!(store.state(), ResolveState::Unresolved);
+    let addr = stores
+        .init_resolve(&store, &mut Suite::bo())
+        .await
+        .expect("resolve");
+    assert!(!addr.is_empty());
+    assert_eq!(store.state(), ResolveState::Resolved);
+    stores.mark_store_need_check(&store);
+    assert_eq!(store.state(), ResolveState::NeedCheck);
+    stores.check_and_resolve(false).await;
+    assert_eq!(store.state(), ResolveState::Resolved);
+    // Address change is applied in place.
+    s.cluster
+        .update_store_labels(s.store1, &[("k", "v")])
+        .expect("labels");
+    stores.mark_store_need_check(&store);
+    stores.check_and_resolve(false).await;
+    assert_eq!(store.state(), ResolveState::Resolved);
+    assert!(Arc::ptr_eq(
+        &store,
+        &stores.get(s.store1).expect("same object")
+    ));
+    assert_eq!(store.snapshot().label_value("k"), Some("v"));
+    // Tombstone: epoch bumped, address gone.
+    let epoch = store.epoch();
+    s.cluster.mark_tombstone(s.store1).expect("tombstone");
+    stores.mark_store_need_check(&store);
+    stores.check_and_resolve(false).await;
+    assert_eq!(store.state(), ResolveState::Tombstone);
+    assert_eq!(store.epoch(), epoch + 1);
+    // A removed store resolves to no address.
+    s.cluster.remove_store(s.store2);
+    let gone = stores.get_or_insert(s.store2);
+    let addr = stores
+        .init_resolve(&gone, &mut Suite::bo())
+        .await
+        .expect("resolve removed");
+    assert!(addr.is_empty());
+    assert_eq!(gone.state(), ResolveState::Tombstone);
+}
+
+// client-go: T-LOCATE-010 testRegionCacheSuite.TestUpdateLeader
+#[tokio::test]
+async fn update_leader() {
+    let s = Suite::new();
+    let r = s.locate(b"a").await;
+    let follower = metapb::Peer {
+        id: s.peer2,
+        store_id: s.store2,
+        ..Default::default()
+    };
+    s.cache.update_leader(&r.ver, Some(&follower), 0);
+    let r = s.locate(b"a").await;
+    assert_eq!(Suite::leader_store(&r), s.store2);
+    assert_eq!(Suite::follower_store(&r), s.store1);
+    let r = s.locate_end(b"z").await;
+    assert_eq!(Suite::leader_store(&r), s.store2);
+}
+
+// client-go: T-LOCATE-014 testRegionCacheSuite.TestSendFailedInHibernateRegion
+#[tokio::test]
+async fn rotate_leader_without_hint() {
+    let s = Suite::new();
+    let r = s.locate(b"a").await;
+    assert_eq!(Suite::leader_store(&r), s.store1);
+    s.cache.update_leader(&r.ver, None, r.work_tikv_idx);
+    let r = s.locate(b"a").await;
+    assert_eq!(Suite::leader_store(&r), s.store2);
+    s.cache.update_leader(&r.ver, None, r.work_tikv_idx);
+    let r = s.locate(b"a").await;
+    assert_eq!(
+        Suite::leader_store(&r),
+        s.store1,
+        "wraps back to the first peer"
+    );
+}
+
+// client-go: T-LOCATE-018 testRegionCacheSuite.TestSplit
+#[tokio::test]
+async fn split() {
+    let s = Suite::new();
+    let r = s.locate(b"x").await;
+    assert_eq!(r.ver.id, s.region1);
+    let (region2, _) = s.split(s.region1, b"m");
+    s.cache.invalidate_region(&r.ver, InvalidReason::Other);
+    let left = s.locate(b"a").await;
+    assert_eq!(left.ver.id, s.region1);
+    assert_eq!(left.end_key(), b"m");
+    let right = s.locate(b"x").await;
+    assert_eq!(right.ver.id, region2);
+    assert_eq!(right.start_key(), b"m");
+    let end = s.locate_end(b"m").await;
+    assert_eq!(end.ver.id, s.region1);
+    assert_eq!(Suite::leader_store(&left), s.store1);
+}
+
+// client-go: T-LOCATE-019 testRegionCacheSuite.TestMerge
+#[tokio::test]
+async fn merge() {
+    let s = Suite::new();
+    let (region2, _) = s.split(s.region1, b"m");
+    let r = s.locate(b"x").await;
+    assert_eq!(r.ver.id, region2);
+    s.cluster.merge(s.region1, region2).expect("merge");
+    s.cache.invalidate_region(&r.ver, InvalidReason::Other);
+    let merged = s.locate(b"x").await;
+    assert_eq!(merged.ver.id, s.region1);
+    assert!(merged.start_key().is_empty() && merged.end_key().is_empty());
+}
+
+// client-go: T-LOCATE-020 testRegionCacheSuite.TestReconnect
+#[tokio::test]
+async fn reconnect() {
+    let s = Suite::new();
+    let r = s.locate(b"a").await;
+    s.cache.invalidate_region(&r.ver, InvalidReason::Other);
+    let again = s.locate(b"a").await;
+    assert_eq!(again.ver, r.ver);
+    assert_eq!(Suite::leader_store(&again), s.store1);
+    assert_eq!(Suite::follower_store(&again), s.store2);
+}
+
+// client-go: T-LOCATE-021 testRegionCacheSuite.TestRegionEpochAheadOfTiKV
+#[tokio::test(start_paused = true)]
+async fn region_epoch_ahead_of_tikv() {
+    let s = Suite::new();
+    let r = s.locate(b"a").await;
+    let mut older = (*r.region).clone();
+    older.region_epoch = Some(metapb::RegionEpoch {
+        conf_ver: r.ver.conf_ver,
+        version: r.ver.ver.saturating_sub(1),
+    });
+    // Cached epoch is ahead: retry after a regionMiss backoff.
+    let mut newer = r.ver;
+    newer.ver += 1;
+    let bo = SharedBackoffer::new(Backoffer::new(2000));
+    let out = s
+        .cache
+        .on_epoch_not_match(bo.clone(), newer, s.store1, vec![older])
+        .await
+        .expect("epoch");
+    assert_eq!(out, EpochNotMatchOutcome::Retry);
+    assert_eq!(
+        bo.times_of(tikv_layers::backoff::BackoffKind::RegionMiss),
+        1
+    );
+}
+
+// client-go: T-LOCATE-023 testRegionCacheSuite.TestListRegionIDsInCache
+#[tokio::test]
+async fn list_region_ids() {
+    let s = Suite::new();
+    let (region2, _) = s.split(s.region1, b"m");
+    let ids = s
+        .cache
+        .list_region_ids_in_key_range(&mut Suite::bo(), b"a", b"z")
+        .await
+        .expect("ids");
+    assert_eq!(ids, vec![s.region1, region2]);
+    let ids = s
+        .cache
+        .list_region_ids_in_key_range(&mut Suite::bo(), b"m", b"z")
+        .await
+        .expect("ids");
+    assert_eq!(ids, vec![region2]);
+    let ids = s
+        .cache
+        .list_region_ids_in_key_range(&mut Suite::bo(), b"a", b"m")
+        .await
+        .expect("ids");
+    assert_eq!(ids, vec![s.region1, region2], "end is inclusive");
+}
+
+// client-go: T-LOCATE-024 testRegionCacheSuite.TestScanRegions
+#[tokio::test]
+async fn scan_regions_skips_leaderless() {
+    let s = Suite::new();
+    let (r2, _) = s.split(s.region1, b"b");
+    let (r3, _) = s.split(r2, b"c");
+    let (r4, _) = s.split(r3, b"d");
+    let scanned = s
+        .cache
+        .scan_regions(&mut Suite::bo(), b"", b"", 100)
+        .await
+        .expect("scan");
+    let ids: Vec<u64> = scanned.iter().map(|r| r.ver().id).collect();
+    assert_eq!(ids, vec![s.region1, r2, r3, r4]);
+    s.cluster.give_up_leader(r3).expect("give up");
+    let scanned = s
+        .cache
+        .scan_regions(&mut Suite::bo(), b"", b"", 100)
+        .await
+        .expect("scan");
+    let ids: Vec<u64> = scanned.iter().map(|r| r.ver().id).collect();
+    assert_eq!(ids, vec![s.region1, r2, r4]);
+}
+
+// client-go: T-LOCATE-025 testRegionCacheSuite.TestBatchLoadRegions
+#[tokio::test]
+async fn batch_load_regions() {
+    let s = Suite::new();
+    let (r2, _) = s.split(s.region1, b"b");
+    let (r3, _) = s.split(r2, b"c");
+    let (_r4, _) = s.split(r3, b"d");
+    let next = s
+        .cache
+        .batch_load_regions_from_key(&mut Suite::bo(), b"", 2)
+        .await
+        .expect("load");
+    assert_eq!(next, b"c");
+    let loaded = s
+        .cache
+        .batch_load_regions_with_key_range(&mut Suite::bo(), b"b", b"d", 10)
+        .await
+        .expect("load");
+    let ids: Vec<u64> = loaded.iter().map(|r| r.ver.id).collect();
+    assert_eq!(ids, vec![r2, r3]);
+    assert_eq!(s.cache.region_count(), 3);
+}
+
+// client-go: T-LOCATE-030 testRegionCacheSuite.TestContains
+#[test]
+fn contains_rule() {
+    assert!(!contains(b"c", b"e", b"a"));
+    assert!(contains(b"c", b"e", b"c"));
+    assert!(contains(b"c", b"e", b"d"));
+    assert!(!contains(b"c", b"e", b"e"));
+    assert!(!contains(b"c", b"e", b"z"));
+    assert!(contains(b"", b"e", b""));
+    assert!(contains(b"", b"", b"z"));
+    assert!(!contains(b"c", b"", b"a"));
+    assert!(contains(b"c", b"", b"z"));
+}
+
+// client-go: T-LOCATE-031 testRegionCacheSuite.TestContainsByEnd
+#[test]
+fn contains_by_end_rule() {
+    assert!(!contains_by_end(b"c", b"e", b"a"));
+    assert!(!contains_by_end(b"c", b"e", b"c"));
+    assert!(contains_by_end(b"c", b"e", b"d"));
+    assert!(contains_by_end(b"c", b"e", b"e"));
+    assert!(!contains_by_end(b"c", b"e", b"z"));
+    assert!(contains_by_end(b"", b"e", b"d"));
+    assert!(contains_by_end(b"", b"", b""));
+    assert!(!contains_by_end(b"c", b"", b"a"));
+    assert!(contains_by_end(b"c", b"", b"z"));
+}
+
+// client-go: T-LOCATE-032 testRegionCacheSuite.TestSwitchPeerWhenNoLeader
+#[tokio::test]
+async fn switch_peer_when_no_leader() {
+    let s = Suite::new();
+    let mut prev = 0;
+    for i in 0..4 {
+        let r = s.locate(b"a").await;
+        let leader = Suite::leader_store(&r);
+        if i > 0 {
+            assert_ne!(leader, prev, "round {i}");
+        }
+        prev = leader;
+        s.cache.invalidate_region(&r.ver, InvalidReason::NoLeader);
+        let cached = s.cache.get_cached(&r.ver).expect("still indexed");
+        assert_eq!(cached.invalid_reason(), InvalidReason::NoLeader);
+    }
+}
+
+// client-go: T-LOCATE-038 testRegionCacheSuite.TestRemoveIntersectingRegions
+#[tokio::test]
+async fn remove_intersecting_regions() {
+    let s = Suite::new();
+    let (region2, _) = s.split(s.region1, b"b");
+    let r1 = s.locate(b"a").await;
+    let r2 = s.locate(b"c").await;
+    assert_eq!((r1.ver.id, r2.ver.id), (s.region1, region2));
+    s.cluster.merge(s.region1, region2).expect("merge");
+    // Loading the merged region by id evicts both pieces.
+    let merged = s
+        .cache
+        .locate_region_by_id_from_pd(&mut Suite::bo(), s.region1)
+        .await
+        .expect("merged");
+    let _ = merged;
+    s.cache.invalidate_region(&r1.ver, InvalidReason::Other);
+    let m = s.locate(b"a").await;
+    assert!(m.end_key().is_empty());
+    assert_eq!(
+        s.cache.test_index_sizes().0,
+        1,
+        "the right piece was evicted"
+    );
+    let c = s.locate(b"c").await;
+    assert_eq!(c.ver, m.ver);
+}
+
+/// client-go's `testSplitThenLocateKey`: after a split, a marked cached region is not
+/// served, and locating reloads the post-split regions.
+async fn split_then_locate_key(mark: impl FnOnce(&Suite, &Arc<Region>)) {
+    let s = Suite::new();
+    let k = b"k";
+    s.cache
+        .locate_region_by_id_with(&mut Suite::bo(), s.region1)
+        .await
+        .expect("by id");
+    let r1 = s.cache.search_cached(k, false).expect("cached");
+    let _ = s.split(s.region1, k);
+    mark(&s, &r1);
+    let start = r1.snapshot().start_key().to_vec();
+    assert!(s.cache.try_locate_key(&start).is_none());
+    assert!(s.cache.try_locate_key(k).is_none());
+    let loc1 = s.locate(&start).await;
+    assert!(!loc1.contains(k));
+    let loc2 = s.locate(k).await;
+    assert!(loc2.contains(k));
+}
+
+// client-go: T-LOCATE-046 testRegionCacheSuite.TestSplitThenLocateInvalidRegion
+#[tokio::test]
+async fn split_then_locate_invalid_region() {
+    split_then_locate_key(|_, r| r.invalidate(InvalidReason::Other)).await;
+}
+
+// client-go: T-LOCATE-047 testRegionCacheSuite.TestSplitThenLocateRegionNeedReloadOnAccess
+#[tokio::test]
+async fn split_then_locate_need_reload_on_access() {
+    split_then_locate_key(|_, r| r.set_flags(NEED_RELOAD_ON_ACCESS)).await;
+}
+
+// client-go: T-LOCATE-048 testRegionCacheSuite.TestSplitThenLocateRegionNeedDelayedReload
+#[tokio::test]
+async fn split_then_locate_need_delayed_reload() {
+    split_then_locate_key(|_, r| r.set_flags(NEED_DELAYED_RELOAD_READY)).await;
+}
+
+// client-go: T-LOCATE-053 testRegionCacheWithDelaySuite.TestInsertStaleRegion
+#[tokio::test]
+async fn insert_stale_region() {
+    let s = Suite::new();
+    let old = s.locate(b"a").await;
+    let (region2, _) = s.split(s.region1, b"m");
+    s.cache.invalidate_region(&old.ver, InvalidReason::Other);
+    let a = s.locate(b"a").await;
+    let x = s.locate(b"x").await;
+    // Re-inserting the pre-split region is rejected.
+    let stale = RegionInfo {
+        region: (*old.region).clone(),
+        leader: old.leader().cloned(),
+        ..RegionInfo::default()
+    };
+    assert!(!s.cache.insert_region(stale, true).expect("insert"));
+    assert_eq!(s.locate(b"a").await.ver, a.ver);
+    assert_eq!(s.locate(b"x").await.ver.id, region2);
+    assert_eq!(x.ver.id, region2);
+}
+
+// client-go: T-LOCATE-060 testRegionCacheSuite.TestRangesAreCoveredCheck
+#[test]
+fn ranges_are_covered_check() {
+    let region = |s: &[u8], e: &[u8]| RegionInfo {
+        region: metapb::Region {
+            start_key: s.to_vec(),
+            end_key: e.to_vec(),
+            ..Default::default()
+        },
+        ..RegionInfo::default()
+    };
+    let r = |s: &[u8], e: &[u8]| KeyRange::new(s, e);
+    // Bounded, covered.
+    assert!(!regions_have_gap(
+        &[r(b"a", b"c")],
+        &[region(b"a", b"b"), region(b"b", b"c")],
+        0
+    ));
+    // Gap in the middle.
+    assert!(regions_have_gap(
+        &[r(b"a", b"c")],
+        &[region(b"a", b"b"), region(b"bb", b"c")],
+        0
+    ));
+    // Not reaching the end.
+    assert!(regions_have_gap(&[r(b"a", b"c")], &[region(b"a", b"b")], 0));
+    // ...unless the limit was hit.
+    assert!(!regions_have_gap(
+        &[r(b"a", b"c")],
+        &[region(b"a", b"b")],
+        1
+    ));
+    // Non-continuous ranges.
+    assert!(!regions_have_gap(
+        &[r(b"a", b"b"), r(b"d", b"e")],
+        &[region(b"a", b"b"), region(b"c", b"f")],
+        0
+    ));
+    assert!(regions_have_gap(
+        &[r(b"a", b"b"), r(b"d", b"e")],
+        &[region(b"a", b"b"), region(b"e", b"f")],
+        0
+    ));
+    // Unbounded.
+    assert!(!regions_have_gap(&[r(b"a", b"")], &[region(b"", b"")], 0));
+    assert!(regions_have_gap(&[r(b"a", b"")], &[region(b"a", b"z")], 0));
+    assert!(regions_have_gap(&[r(b"a", b"")], &[], 0));
+}
+
+// client-go: T-LOCATE-067 testRegionCacheSuite.TestLocateRegionByIDFromPD
+#[tokio::test]
+async fn locate_region_by_id_from_pd() {
+    let s = Suite::new();
+    let (region2, _) = s.split(s.region1, b"m");
+    let r = s
+        .cache
+        .locate_region_by_id_from_pd(&mut Suite::bo(), region2)
+        .await
+        .expect("from pd");
+    assert_eq!(r.ver.id, region2);
+    assert_eq!(s.cache.region_count(), 0, "not cached");
+    let r = s
+        .cache
+        .locate_region_by_id_with(&mut Suite::bo(), region2)
+        .await
+        .expect("by id");
+    assert_eq!(r.ver.id, region2);
+    assert_eq!(s.cache.region_count(), 1, "cached");
+}
+
+// client-go: T-LOCATE-003 testRegionCacheSuite.TestStoreLabels
+#[tokio::test]
+async fn store_labels() {
+    let s = Suite::new();
+    for id in [s.store1, s.store2] {
+        let snap = s.cache.stores().resolve_store(id).await.expect("resolve");
+        let want = snap.labels.clone();
+        let matched = s
+            .cache
+            .stores()
+            .filter(|st| st.snapshot().is_labels_match(&want));
+        assert_eq!(matched.len(), 1);
+        assert_eq!(matched[0].id(), id);
+    }
+}
+
+#[tokio::test]
+async fn lookups_share_snapshots() {
+    let s = Suite::new();
+    let a = s.locate(b"a").await;
+    let b = s.cache.try_locate_key(b"b").expect("cached");
+    assert!(Arc::ptr_eq(&a, &b), "no copy per lookup");
+    let _ = (s.peer1, s.peer2);
+    // Bucket lookup falls back to the region range without buckets.
+    assert_eq!(
+        RegionCache::locate_bucket(&a, b"a"),
+        Some((Vec::new(), Vec::new()))
+    );
+}

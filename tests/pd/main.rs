@@ -1,0 +1,295 @@
+//! Integration tests of the PD client over real gRPC on loopback.
+//!
+//! Two backends: a small scriptable PD server defined here (several members, leader
+//! switch, TSO delay and stream breaks), and the embedded mock cluster's gRPC PD face
+//! (`tikv::mock::MockGrpc`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tikv::layers::{ErrorDetail, ErrorKind};
+use tikv::oracle::{Oracle, OracleOption, PdOracle, PdOracleOptions};
+use tikv::pd::{PdClient, PdClientOptions, RegionMetaClient, RegionOptions};
+
+mod fake;
+
+use fake::FakeCluster;
+
+fn opts() -> PdClientOptions {
+    PdClientOptions {
+        timeout: Duration::from_secs(2),
+        max_init_retries: 1,
+        ..PdClientOptions::default()
+    }
+}
+
+/// Runs `fut` with an upper bound so a hang fails the test instead of blocking CI.
+async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), fut)
+        .await
+        .expect("operation hung")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_and_get_ts() {
+    let cluster = FakeCluster::start(1, 42).await;
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    assert_eq!(client.cluster_id(), 42);
+    assert_eq!(client.leader_url(), cluster.urls()[0]);
+    let mut last = 0;
+    for _ in 0..10 {
+        let ts = bounded(client.get_ts()).await.expect("ts");
+        assert!(ts > last);
+        last = ts;
+    }
+    // Region and store calls reach the leader.
+    let r = bounded(client.get_region(b"k", true))
+        .await
+        .expect("region")
+        .expect("some region");
+    assert_eq!(r.region.id, 2);
+    assert!(r.has_leader());
+    let s = bounded(client.get_store(1)).await.expect("store");
+    assert_eq!(s.map(|s| s.id), Some(1));
+    let err = bounded(client.get_store(99))
+        .await
+        .expect_err("missing store");
+    assert!(tikv::pd::is_store_not_found(&err), "{err}");
+    client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tso_batches_concurrent_callers() {
+    let cluster = FakeCluster::start(1, 7).await;
+    cluster.state.tso_delay_ms.store(20, Ordering::SeqCst);
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    let before = client.tso_rpc_count();
+    let callers = 256;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let c = client.clone();
+        tasks.spawn(async move { c.get_ts().await });
+    }
+    let mut seen = HashSet::new();
+    while let Some(r) = bounded(tasks.join_next()).await {
+        let ts = r.expect("task").expect("ts");
+        assert!(seen.insert(ts), "duplicate ts {ts}");
+    }
+    let rpcs = client.tso_rpc_count() - before;
+    assert!(
+        rpcs < callers as u64 / 4,
+        "{rpcs} RPCs for {callers} callers"
+    );
+    // The server saw as many timestamps as were asked for.
+    assert_eq!(
+        cluster.state.tso_allocated.load(Ordering::SeqCst),
+        callers as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tso_stream_break_fails_callers_and_recovers() {
+    let cluster = FakeCluster::start(1, 7).await;
+    cluster.state.tso_delay_ms.store(5, Ordering::SeqCst);
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    let first = bounded(client.get_ts()).await.expect("ts");
+
+    // The next response breaks the stream.
+    cluster.state.break_next_tso.store(true, Ordering::SeqCst);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let c = client.clone();
+        tasks.spawn(async move { c.get_ts().await });
+    }
+    let mut ok = Vec::new();
+    let mut failed = 0;
+    while let Some(r) = bounded(tasks.join_next()).await {
+        match r.expect("task") {
+            Ok(ts) => ok.push(ts),
+            Err(e) => {
+                failed += 1;
+                assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::Transport | ErrorKind::Grpc | ErrorKind::Pd
+                    ),
+                    "untyped failure: {e:?}"
+                );
+            }
+        }
+    }
+    assert!(failed > 0, "the broken stream must fail its batch");
+    // Afterwards the client reconnects; timestamps keep increasing.
+    let mut last = ok.iter().copied().max().unwrap_or(first).max(first);
+    for _ in 0..5 {
+        let ts = bounded(client.get_ts()).await.expect("ts after reconnect");
+        assert!(ts > last, "{ts} <= {last}");
+        last = ts;
+    }
+    assert!(cluster.state.tso_streams.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_failover() {
+    let cluster = FakeCluster::start(3, 9).await;
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    assert_eq!(client.leader_url(), cluster.urls()[0]);
+    assert_eq!(client.member_urls().len(), 3);
+    let mut last = bounded(client.get_ts()).await.expect("ts");
+
+    // Leadership moves to member 2; the old leader refuses everything.
+    cluster.state.leader.store(2, Ordering::SeqCst);
+    let mut errors = 0;
+    for _ in 0..10 {
+        match bounded(client.get_ts()).await {
+            Ok(ts) => {
+                assert!(ts > last, "{ts} <= {last}");
+                last = ts;
+            }
+            Err(e) => {
+                errors += 1;
+                assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::Transport | ErrorKind::Grpc | ErrorKind::Pd
+                    ),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+    assert!(errors <= 1, "at most the in-flight batch fails: {errors}");
+    assert_eq!(client.leader_url(), cluster.urls()[2]);
+    // Unary calls follow too (the retry refreshes members).
+    cluster.state.leader.store(1, Ordering::SeqCst);
+    let r = bounded(client.get_region(b"a", false))
+        .await
+        .expect("region");
+    assert!(r.is_some());
+    assert_eq!(client.leader_url(), cluster.urls()[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mismatched_cluster_ids_fail_creation() {
+    let a = FakeCluster::start(1, 1).await;
+    let b = FakeCluster::start(1, 2).await;
+    let urls = vec![a.urls()[0].clone(), b.urls()[0].clone()];
+    let err = bounded(PdClient::connect(&urls, opts()))
+        .await
+        .expect_err("mismatch");
+    assert!(
+        matches!(err.detail(), ErrorDetail::MismatchClusterId { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_client_fails_fast() {
+    let cluster = FakeCluster::start(1, 3).await;
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    client.close();
+    let err = bounded(client.get_ts()).await.expect_err("closed");
+    assert_eq!(err.kind(), ErrorKind::Canceled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pd_oracle_over_grpc() {
+    let cluster = FakeCluster::start(1, 5).await;
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    let oracle = bounded(PdOracle::new(
+        Arc::new(client.clone()),
+        PdOracleOptions {
+            no_update_ts: true,
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("oracle");
+    let a = bounded(oracle.get_timestamp(&OracleOption::global()))
+        .await
+        .expect("ts");
+    let low = oracle
+        .get_low_resolution_timestamp(&OracleOption::global())
+        .expect("low");
+    assert_eq!(low, a);
+    let b = bounded(oracle.get_timestamp_async(&OracleOption::global()))
+        .await
+        .expect("ts");
+    assert!(b > a);
+}
+
+/// The embedded mock cluster's gRPC PD face.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mock_cluster_grpc_face() {
+    let mock = tikv::mock::Mock::new(tikv::mock::MockOptions::default());
+    let (stores, _peers, region, _leader) = mock.cluster().bootstrap_with_multi_stores(2);
+    let grpc = tikv::mock::MockGrpc::start(&mock).expect("grpc");
+    let client = bounded(PdClient::connect(&[grpc.pd_addr().to_owned()], opts()))
+        .await
+        .expect("connect");
+    assert_eq!(client.cluster_id(), 1);
+    let mut last = 0;
+    for _ in 0..5 {
+        let ts = bounded(client.get_ts()).await.expect("ts");
+        assert!(ts > last);
+        last = ts;
+    }
+    let r = bounded(RegionMetaClient::get_region(
+        &client,
+        Vec::new(),
+        RegionOptions::default(),
+    ))
+    .await
+    .expect("region")
+    .expect("some");
+    assert_eq!(r.region.id, region);
+    let all = bounded(client.get_all_stores(true)).await.expect("stores");
+    let ids: HashSet<u64> = all.iter().map(|s| s.id).collect();
+    assert!(stores.iter().all(|s| ids.contains(s)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_handle_over_mock_grpc() {
+    let mock = tikv::mock::Mock::new(tikv::mock::MockOptions::default());
+    let (stores, _peers, region, _leader) = mock.cluster().bootstrap_with_multi_stores(2);
+    let grpc = tikv::mock::MockGrpc::start(&mock).expect("grpc");
+    let config = tikv::config::Config::default();
+    let cluster = bounded(tikv::cluster::Cluster::connect(
+        &[grpc.pd_addr().to_owned()],
+        &config,
+    ))
+    .await
+    .expect("cluster");
+    assert_eq!(cluster.cluster_id(), 1);
+    let r = bounded(tikv::layers::locate::RegionLocator::locate_key(
+        cluster.region_cache(),
+        b"k",
+    ))
+    .await
+    .expect("locate");
+    assert_eq!(r.ver.id, region);
+    assert_eq!(r.leader().map(|p| p.store_id), Some(stores[0]));
+    let ts = bounded(cluster.oracle().get_timestamp(&OracleOption::global()))
+        .await
+        .expect("ts");
+    assert!(ts > 0);
+    let other = cluster.clone();
+    bounded(cluster.shutdown()).await;
+    assert!(other.is_closed());
+    // The PD client is closed with it.
+    assert!(bounded(other.pd().get_ts()).await.is_err());
+}
