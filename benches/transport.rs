@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
                     let addr = addr.clone();
                     let lat = lat.clone();
                     async move {
-                        let start = std::time::Instant::now();
+                        let start = tokio::time::Instant::now();
                         for _ in 0..iters {
                             let mut hs = Vec::with_capacity(callers);
                             for _ in 0..callers {
@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
                                     let mut r =
                                         RpcRequest::new(kvrpcpb::PrewriteRequest::default());
                                     r.target.addr = addr;
-                                    let s = std::time::Instant::now();
+                                    let s = tokio::time::Instant::now();
                                     t.send_request(r).await.unwrap();
                                     lat.lock().unwrap().push(s.elapsed());
                                 }));

@@ -5,13 +5,13 @@
 //! Shape (one set per connection pool):
 //!
 //! - callers build an [`Entry`] and put it on the pool's bounded queue
-//!   ([`BatchConn::send`], client-go `sendBatchRequest`); the entry owns a copy of the
+//!   (`BatchConn::send`, client-go `sendBatchRequest`); the entry owns a copy of the
 //!   request (so later edits of the caller's request are invisible) and a `oneshot` sender;
-//! - one send task ([`send_loop`], client-go `batchSendLoop`) drains the queue into a
+//! - one send task (`send_loop`, client-go `batchSendLoop`) drains the queue into a
 //!   [`BatchBuilder`] (a priority queue), optionally waits for more, picks a connection
-//!   round-robin ([`BatchConn::pick_client`]) and sends one `BatchCommandsRequest` per
+//!   round-robin (`BatchConn::pick_client`) and sends one `BatchCommandsRequest` per
 //!   forwarded host with fresh request ids;
-//! - one receive task per (connection, forwarded host) stream ([`recv_loop`], client-go
+//! - one receive task per (connection, forwarded host) stream (`recv_loop`, client-go
 //!   `batchRecvLoop`) matches responses to entries by id; on a stream failure it fails
 //!   exactly that stream's in-flight entries and re-opens the stream with backoff.
 //!

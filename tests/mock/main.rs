@@ -462,7 +462,7 @@ async fn flashback_in_progress_blocks_other_requests() {
         .unwrap();
     let fb = r
         .region_error()
-        .and_then(|e| e.flashback_in_progress.clone())
+        .and_then(|e| e.flashback_in_progress)
         .expect("flashback in progress");
     assert_eq!(fb.region_id, info.region.id);
     assert_eq!(fb.flashback_start_ts, start_ts);

@@ -303,7 +303,7 @@ struct Listener(std::sync::Mutex<Vec<kvrpcpb::HealthFeedback>>);
 
 impl EventListener for Listener {
     fn on_health_feedback(&self, feedback: &kvrpcpb::HealthFeedback) {
-        self.0.lock().unwrap().push(feedback.clone());
+        self.0.lock().unwrap().push(*feedback);
     }
 }
 

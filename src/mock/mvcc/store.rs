@@ -256,7 +256,7 @@ pub struct Release {
 }
 
 /// A copy-on-write overlay over the key space: reads see the request's own changes, and the
-/// changes are applied only by [`Batch::apply`] (MC-0.5 all-or-nothing).
+/// changes are applied only by `Batch::apply` (MC-0.5 all-or-nothing).
 #[derive(Debug)]
 pub struct Batch<'a> {
     base: &'a KeySpace,
