@@ -98,6 +98,12 @@ macro_rules! commands {
             pub fn value(self) -> u16 {
                 self as u16
             }
+
+            /// A command of this type carrying an empty (default) message: a placeholder for
+            /// probes and table-driven tests that must cover every command.
+            pub fn empty_command(self) -> Command {
+                match self { $(CmdType::$name => Command::$name(<$req>::default()),)* }
+            }
         }
 
         impl fmt::Display for CmdType {

@@ -1031,7 +1031,6 @@ mod tls {
 async fn every_command_unary_against_the_mock_cluster() {
     use tikv::mock::{Mock, MockGrpc, MockOptions};
     use tikv_layers::Command;
-    use tikv_proto::{coprocessor, debugpb, mpp, tikvpb};
 
     let m = Mock::new(MockOptions::default());
     let (stores, _, region, _) = m.cluster().bootstrap_with_multi_stores(1);
@@ -1045,57 +1044,7 @@ async fn every_command_unary_against_the_mock_cluster() {
         ..Default::default()
     };
     let t = transport(TikvClientConfig::default().with_max_batch_size(0));
-    let cmds: Vec<Command> = vec![
-        kvrpcpb::GetRequest::default().into(),
-        kvrpcpb::ScanRequest::default().into(),
-        kvrpcpb::PrewriteRequest::default().into(),
-        kvrpcpb::CommitRequest::default().into(),
-        kvrpcpb::CleanupRequest::default().into(),
-        kvrpcpb::BatchGetRequest::default().into(),
-        kvrpcpb::BatchRollbackRequest::default().into(),
-        kvrpcpb::ScanLockRequest::default().into(),
-        kvrpcpb::ResolveLockRequest::default().into(),
-        kvrpcpb::DeleteRangeRequest::default().into(),
-        kvrpcpb::PessimisticLockRequest::default().into(),
-        kvrpcpb::PessimisticRollbackRequest::default().into(),
-        kvrpcpb::TxnHeartBeatRequest::default().into(),
-        kvrpcpb::CheckTxnStatusRequest::default().into(),
-        kvrpcpb::CheckSecondaryLocksRequest::default().into(),
-        kvrpcpb::FlashbackToVersionRequest::default().into(),
-        kvrpcpb::PrepareFlashbackToVersionRequest::default().into(),
-        kvrpcpb::FlushRequest::default().into(),
-        kvrpcpb::BufferBatchGetRequest::default().into(),
-        kvrpcpb::RawGetRequest::default().into(),
-        kvrpcpb::RawBatchGetRequest::default().into(),
-        kvrpcpb::RawPutRequest::default().into(),
-        kvrpcpb::RawBatchPutRequest::default().into(),
-        kvrpcpb::RawDeleteRequest::default().into(),
-        kvrpcpb::RawBatchDeleteRequest::default().into(),
-        kvrpcpb::RawDeleteRangeRequest::default().into(),
-        kvrpcpb::RawScanRequest::default().into(),
-        kvrpcpb::RawGetKeyTtlRequest::default().into(),
-        kvrpcpb::RawCasRequest::default().into(),
-        kvrpcpb::RawChecksumRequest::default().into(),
-        kvrpcpb::UnsafeDestroyRangeRequest::default().into(),
-        kvrpcpb::StoreSafeTsRequest::default().into(),
-        kvrpcpb::GetLockWaitInfoRequest::default().into(),
-        kvrpcpb::GetHealthFeedbackRequest::default().into(),
-        kvrpcpb::BroadcastTxnStatusRequest::default().into(),
-        coprocessor::Request::default().into(),
-        Command::CopStream(coprocessor::Request::default()),
-        coprocessor::BatchRequest::default().into(),
-        mpp::DispatchTaskRequest::default().into(),
-        mpp::EstablishMppConnectionRequest::default().into(),
-        mpp::CancelTaskRequest::default().into(),
-        mpp::IsAliveRequest::default().into(),
-        kvrpcpb::MvccGetByKeyRequest::default().into(),
-        kvrpcpb::MvccGetByStartTsRequest::default().into(),
-        kvrpcpb::SplitRegionRequest::default().into(),
-        debugpb::GetRegionPropertiesRequest::default().into(),
-        kvrpcpb::CompactRequest::default().into(),
-        kvrpcpb::TiFlashSystemTableRequest::default().into(),
-        tikvpb::BatchCommandsEmptyRequest::default().into(),
-    ];
+    let cmds: Vec<Command> = CmdType::ALL.iter().map(|t| t.empty_command()).collect();
     assert_eq!(cmds.len(), CmdType::ALL.len());
     let mut answered = 0;
     for cmd in cmds {
