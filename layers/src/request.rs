@@ -330,47 +330,6 @@ impl Command {
         self.cmd_type().is_batchable()
     }
 
-    /// Wraps a copy of this command in its `BatchCommands` arm (client-go's
-    /// `ToBatchCommandsRequest`); `None` for commands that are not batchable.
-    pub fn to_batch_request(&self) -> Option<tikvpb::batch_commands_request::Request> {
-        use batch_commands_request::request::Cmd;
-        let cmd = match self {
-            Command::Get(r) => Cmd::Get(r.clone()),
-            Command::Scan(r) => Cmd::Scan(r.clone()),
-            Command::Prewrite(r) => Cmd::Prewrite(r.clone()),
-            Command::Commit(r) => Cmd::Commit(r.clone()),
-            Command::Cleanup(r) => Cmd::Cleanup(r.clone()),
-            Command::BatchGet(r) => Cmd::BatchGet(r.clone()),
-            Command::BatchRollback(r) => Cmd::BatchRollback(r.clone()),
-            Command::ScanLock(r) => Cmd::ScanLock(r.clone()),
-            Command::ResolveLock(r) => Cmd::ResolveLock(r.clone()),
-            Command::DeleteRange(r) => Cmd::DeleteRange(r.clone()),
-            Command::PessimisticLock(r) => Cmd::PessimisticLock(r.clone()),
-            Command::PessimisticRollback(r) => Cmd::PessimisticRollback(r.clone()),
-            Command::TxnHeartBeat(r) => Cmd::TxnHeartBeat(r.clone()),
-            Command::CheckTxnStatus(r) => Cmd::CheckTxnStatus(r.clone()),
-            Command::CheckSecondaryLocks(r) => Cmd::CheckSecondaryLocks(r.clone()),
-            Command::FlashbackToVersion(r) => Cmd::FlashbackToVersion(r.clone()),
-            Command::PrepareFlashbackToVersion(r) => Cmd::PrepareFlashbackToVersion(r.clone()),
-            Command::Flush(r) => Cmd::Flush(r.clone()),
-            Command::BufferBatchGet(r) => Cmd::BufferBatchGet(r.clone()),
-            Command::RawGet(r) => Cmd::RawGet(r.clone()),
-            Command::RawBatchGet(r) => Cmd::RawBatchGet(r.clone()),
-            Command::RawPut(r) => Cmd::RawPut(r.clone()),
-            Command::RawBatchPut(r) => Cmd::RawBatchPut(r.clone()),
-            Command::RawDelete(r) => Cmd::RawDelete(r.clone()),
-            Command::RawBatchDelete(r) => Cmd::RawBatchDelete(r.clone()),
-            Command::RawDeleteRange(r) => Cmd::RawDeleteRange(r.clone()),
-            Command::RawScan(r) => Cmd::RawScan(r.clone()),
-            Command::Cop(r) => Cmd::Coprocessor(r.clone()),
-            Command::GetHealthFeedback(r) => Cmd::GetHealthFeedback(r.clone()),
-            Command::BroadcastTxnStatus(r) => Cmd::BroadcastTxnStatus(r.clone()),
-            Command::Empty(r) => Cmd::Empty(*r),
-            _ => return None,
-        };
-        Some(batch_commands_request::Request { cmd: Some(cmd) })
-    }
-
     /// A response of the matching type that carries `err` as its region error (client-go's
     /// `GenRegionErrorResp`). The send loop uses it to hand back a pseudo region error when
     /// no replica can be chosen.
@@ -731,56 +690,107 @@ impl CommandResponse {
             _ => 0,
         }
     }
+}
 
-    /// Unwraps an entry of the `BatchCommands` stream (client-go's
-    /// `FromBatchCommandsResponse`).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorDetail::BodyMissing`] when the entry has no command set (an empty or unknown
-    /// arm: prost skips arms it does not know, so a newer server's arm also lands here
-    /// instead of panicking as client-go does).
-    pub fn from_batch_response(
-        resp: tikvpb::batch_commands_response::Response,
-    ) -> Result<CommandResponse, Error> {
-        use batch_commands_response::response::Cmd;
-        let Some(cmd) = resp.cmd else {
-            return Err(ErrorDetail::BodyMissing.into());
-        };
-        Ok(match cmd {
-            Cmd::Get(r) => CommandResponse::Get(r),
-            Cmd::Scan(r) => CommandResponse::Scan(r),
-            Cmd::Prewrite(r) => CommandResponse::Prewrite(r),
-            Cmd::Commit(r) => CommandResponse::Commit(r),
-            Cmd::Cleanup(r) => CommandResponse::Cleanup(r),
-            Cmd::BatchGet(r) => CommandResponse::BatchGet(r),
-            Cmd::BatchRollback(r) => CommandResponse::BatchRollback(r),
-            Cmd::ScanLock(r) => CommandResponse::ScanLock(r),
-            Cmd::ResolveLock(r) => CommandResponse::ResolveLock(r),
-            Cmd::DeleteRange(r) => CommandResponse::DeleteRange(r),
-            Cmd::RawGet(r) => CommandResponse::RawGet(r),
-            Cmd::RawBatchGet(r) => CommandResponse::RawBatchGet(r),
-            Cmd::RawPut(r) => CommandResponse::RawPut(r),
-            Cmd::RawBatchPut(r) => CommandResponse::RawBatchPut(r),
-            Cmd::RawDelete(r) => CommandResponse::RawDelete(r),
-            Cmd::RawBatchDelete(r) => CommandResponse::RawBatchDelete(r),
-            Cmd::RawScan(r) => CommandResponse::RawScan(r),
-            Cmd::RawDeleteRange(r) => CommandResponse::RawDeleteRange(r),
-            Cmd::Coprocessor(r) => CommandResponse::Cop(r),
-            Cmd::PessimisticLock(r) => CommandResponse::PessimisticLock(r),
-            Cmd::PessimisticRollback(r) => CommandResponse::PessimisticRollback(r),
-            Cmd::CheckTxnStatus(r) => CommandResponse::CheckTxnStatus(r),
-            Cmd::TxnHeartBeat(r) => CommandResponse::TxnHeartBeat(r),
-            Cmd::CheckSecondaryLocks(r) => CommandResponse::CheckSecondaryLocks(r),
-            Cmd::FlashbackToVersion(r) => CommandResponse::FlashbackToVersion(r),
-            Cmd::PrepareFlashbackToVersion(r) => CommandResponse::PrepareFlashbackToVersion(r),
-            Cmd::Flush(r) => CommandResponse::Flush(r),
-            Cmd::BufferBatchGet(r) => CommandResponse::BufferBatchGet(r),
-            Cmd::GetHealthFeedback(r) => CommandResponse::GetHealthFeedback(r),
-            Cmd::BroadcastTxnStatus(r) => CommandResponse::BroadcastTxnStatus(r),
-            Cmd::Empty(r) => CommandResponse::Empty(r),
-        })
-    }
+/// The `BatchCommands` arms, declared once: variant `<=>` oneof arm. Generates the four
+/// conversions between the envelope and the batch stream (client-go's
+/// `ToBatchCommandsRequest` / `FromBatchCommandsResponse`, plus the server-side directions
+/// the mock cluster needs), so the mapping lives in one place.
+macro_rules! batch_arms {
+    ($($v:ident <=> $arm:ident),* $(,)?) => {
+        impl Command {
+            /// Wraps a copy of this command in its `BatchCommands` arm (client-go's
+            /// `ToBatchCommandsRequest`); `None` for commands that are not batchable.
+            pub fn to_batch_request(&self) -> Option<tikvpb::batch_commands_request::Request> {
+                use batch_commands_request::request::Cmd;
+                let cmd = match self {
+                    $(Command::$v(r) => Cmd::$arm(r.clone()),)*
+                    _ => return None,
+                };
+                Some(batch_commands_request::Request { cmd: Some(cmd) })
+            }
+
+            /// Unwraps an entry of a received `BatchCommands` request (the server side).
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorDetail::BodyMissing`] when the entry has no command set.
+            pub fn from_batch_request(
+                req: tikvpb::batch_commands_request::Request,
+            ) -> Result<Command, Error> {
+                use batch_commands_request::request::Cmd;
+                match req.cmd {
+                    $(Some(Cmd::$arm(r)) => Ok(Command::$v(r)),)*
+                    None => Err(ErrorDetail::BodyMissing.into()),
+                }
+            }
+        }
+
+        impl CommandResponse {
+            /// Unwraps an entry of the `BatchCommands` stream (client-go's
+            /// `FromBatchCommandsResponse`).
+            ///
+            /// # Errors
+            ///
+            /// [`ErrorDetail::BodyMissing`] when the entry has no command set (an empty or
+            /// unknown arm: prost skips arms it does not know, so a newer server's arm also
+            /// lands here instead of panicking as client-go does).
+            pub fn from_batch_response(
+                resp: tikvpb::batch_commands_response::Response,
+            ) -> Result<CommandResponse, Error> {
+                use batch_commands_response::response::Cmd;
+                match resp.cmd {
+                    $(Some(Cmd::$arm(r)) => Ok(CommandResponse::$v(r)),)*
+                    None => Err(ErrorDetail::BodyMissing.into()),
+                }
+            }
+
+            /// Wraps this response in its `BatchCommands` arm (the server side); `None` for
+            /// responses of commands that are not batchable.
+            pub fn into_batch_response(self) -> Option<tikvpb::batch_commands_response::Response> {
+                use batch_commands_response::response::Cmd;
+                let cmd = match self {
+                    $(CommandResponse::$v(r) => Cmd::$arm(r),)*
+                    _ => return None,
+                };
+                Some(batch_commands_response::Response { cmd: Some(cmd) })
+            }
+        }
+    };
+}
+
+batch_arms! {
+    Get <=> Get,
+    Scan <=> Scan,
+    Prewrite <=> Prewrite,
+    Commit <=> Commit,
+    Cleanup <=> Cleanup,
+    BatchGet <=> BatchGet,
+    BatchRollback <=> BatchRollback,
+    ScanLock <=> ScanLock,
+    ResolveLock <=> ResolveLock,
+    DeleteRange <=> DeleteRange,
+    PessimisticLock <=> PessimisticLock,
+    PessimisticRollback <=> PessimisticRollback,
+    TxnHeartBeat <=> TxnHeartBeat,
+    CheckTxnStatus <=> CheckTxnStatus,
+    CheckSecondaryLocks <=> CheckSecondaryLocks,
+    FlashbackToVersion <=> FlashbackToVersion,
+    PrepareFlashbackToVersion <=> PrepareFlashbackToVersion,
+    Flush <=> Flush,
+    BufferBatchGet <=> BufferBatchGet,
+    RawGet <=> RawGet,
+    RawBatchGet <=> RawBatchGet,
+    RawPut <=> RawPut,
+    RawBatchPut <=> RawBatchPut,
+    RawDelete <=> RawDelete,
+    RawBatchDelete <=> RawBatchDelete,
+    RawDeleteRange <=> RawDeleteRange,
+    RawScan <=> RawScan,
+    GetHealthFeedback <=> GetHealthFeedback,
+    BroadcastTxnStatus <=> BroadcastTxnStatus,
+    Empty <=> Empty,
+    Cop <=> Coprocessor,
 }
 
 /// Typed accessors, one per command: `req.get()` returns `Some(&GetRequest)` when the

@@ -17,8 +17,6 @@ use std::time::Duration;
 use tikv_layers::{Command, CommandResponse, Error, ErrorDetail};
 use tikv_proto::keyspacepb::keyspace_server::{Keyspace, KeyspaceServer};
 use tikv_proto::pdpb::pd_server::{Pd, PdServer};
-use tikv_proto::tikvpb::batch_commands_request::request::Cmd as ReqCmd;
-use tikv_proto::tikvpb::batch_commands_response::response::Cmd as RespCmd;
 use tikv_proto::tikvpb::tikv_server::{Tikv, TikvServer};
 use tikv_proto::{coprocessor, keyspacepb, kvrpcpb, metapb, mpp, pdpb, tikvpb};
 use tokio::net::{TcpListener, TcpStream};
@@ -145,95 +143,6 @@ fn forwarded<T>(req: &Request<T>, own: &str) -> String {
         .get("tikv-forwarded-host")
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| own.to_owned(), str::to_owned)
-}
-
-/// Converts one `BatchCommands` entry to a [`Command`].
-pub fn command_from_batch(cmd: ReqCmd) -> Command {
-    macro_rules! conv {
-        ($($v:ident),*) => {
-            match cmd {
-                $(ReqCmd::$v(r) => Command::$v(r),)*
-                ReqCmd::Coprocessor(r) => Command::Cop(r),
-            }
-        };
-    }
-    conv!(
-        Get,
-        Scan,
-        Prewrite,
-        Commit,
-        Cleanup,
-        BatchGet,
-        BatchRollback,
-        ScanLock,
-        ResolveLock,
-        DeleteRange,
-        PessimisticLock,
-        PessimisticRollback,
-        TxnHeartBeat,
-        CheckTxnStatus,
-        CheckSecondaryLocks,
-        FlashbackToVersion,
-        PrepareFlashbackToVersion,
-        Flush,
-        BufferBatchGet,
-        RawGet,
-        RawBatchGet,
-        RawPut,
-        RawBatchPut,
-        RawDelete,
-        RawBatchDelete,
-        RawDeleteRange,
-        RawScan,
-        GetHealthFeedback,
-        BroadcastTxnStatus,
-        Empty
-    )
-}
-
-/// Converts a response to its `BatchCommands` arm; `None` for non-batchable commands.
-pub fn batch_from_response(resp: CommandResponse) -> Option<RespCmd> {
-    macro_rules! conv {
-        ($($v:ident),*) => {
-            match resp {
-                $(CommandResponse::$v(r) => Some(RespCmd::$v(r)),)*
-                CommandResponse::Cop(r) => Some(RespCmd::Coprocessor(r)),
-                _ => None,
-            }
-        };
-    }
-    conv!(
-        Get,
-        Scan,
-        Prewrite,
-        Commit,
-        Cleanup,
-        BatchGet,
-        BatchRollback,
-        ScanLock,
-        ResolveLock,
-        DeleteRange,
-        PessimisticLock,
-        PessimisticRollback,
-        TxnHeartBeat,
-        CheckTxnStatus,
-        CheckSecondaryLocks,
-        FlashbackToVersion,
-        PrepareFlashbackToVersion,
-        Flush,
-        BufferBatchGet,
-        RawGet,
-        RawBatchGet,
-        RawPut,
-        RawBatchPut,
-        RawDelete,
-        RawBatchDelete,
-        RawDeleteRange,
-        RawScan,
-        GetHealthFeedback,
-        BroadcastTxnStatus,
-        Empty
-    )
 }
 
 /// Calls `$mac! { $args.. unary { .. } unimpl { .. } rest { .. } }` with every unary
@@ -399,10 +308,8 @@ async fn batch_entry(
     sub: tikvpb::batch_commands_request::Request,
     id: u64,
 ) -> Result<tikvpb::BatchCommandsResponse, Status> {
-    let Some(cmd) = sub.cmd else {
-        return Err(Status::invalid_argument("empty batch entry"));
-    };
-    let cmd = command_from_batch(cmd);
+    let cmd = Command::from_batch_request(sub)
+        .map_err(|_| Status::invalid_argument("empty batch entry"))?;
     if let Command::Empty(e) = &cmd
         && e.delay_time > 0
     {
@@ -411,9 +318,7 @@ async fn batch_entry(
     let resp = mock.dispatch(addr, cmd, None).await.map_err(to_status)?;
     let store = mock.cluster().get_store_by_addr(addr).map_or(0, |s| s.id);
     Ok(tikvpb::BatchCommandsResponse {
-        responses: vec![tikvpb::batch_commands_response::Response {
-            cmd: batch_from_response(resp),
-        }],
+        responses: vec![resp.into_batch_response().unwrap_or_default()],
         request_ids: vec![id],
         transport_layer_load: 0,
         health_feedback: Some(mock.cluster().next_health_feedback(store)),

@@ -883,12 +883,7 @@ async fn parity_in_process_unary_and_batch_commands_give_identical_responses() {
 fn encoded(rs: Vec<CommandResponse>) -> Vec<Vec<u8>> {
     use prost::Message;
     rs.into_iter()
-        .map(|r| {
-            tikvpb::batch_commands_response::Response {
-                cmd: tikv::mock::grpc::batch_from_response(r),
-            }
-            .encode_to_vec()
-        })
+        .map(|r| r.into_batch_response().unwrap_or_default().encode_to_vec())
         .collect()
 }
 

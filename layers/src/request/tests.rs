@@ -457,3 +457,29 @@ fn futures_util_stream<T: Send + Unpin + 'static>(
     }
     Iter(items.into_iter())
 }
+
+#[test]
+fn batch_conversions_are_inverse() {
+    for cmd in every_command() {
+        match cmd.to_batch_request() {
+            Some(entry) => assert_eq!(Command::from_batch_request(entry).unwrap(), cmd),
+            None => assert!(!cmd.is_batchable()),
+        }
+    }
+    let empty = tikvpb::batch_commands_request::Request::default();
+    assert!(Command::from_batch_request(empty).is_err());
+
+    let resp = CommandResponse::RawGet(kvrpcpb::RawGetResponse {
+        value: b"v".to_vec(),
+        ..Default::default()
+    });
+    let entry = resp.into_batch_response().unwrap();
+    match CommandResponse::from_batch_response(entry).unwrap() {
+        CommandResponse::RawGet(r) => assert_eq!(r.value, b"v"),
+        other => panic!("{other:?}"),
+    }
+    let cop = CommandResponse::Cop(Default::default());
+    assert!(cop.into_batch_response().is_some());
+    let stream = CommandResponse::StoreSafeTS(Default::default());
+    assert!(stream.into_batch_response().is_none());
+}
