@@ -20,12 +20,22 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod api_codec;
 pub mod backoff;
 pub mod classify;
 pub mod error;
+pub mod interceptor;
 pub mod locate;
+pub mod metrics;
+pub mod replica;
 pub mod request;
+pub mod resolve_lock;
+pub mod retry;
+pub mod route;
 pub mod ru;
+pub mod shard;
+pub mod timeout;
+pub mod trace;
 
 pub use error::{BoxError, Error, ErrorDetail, ErrorKind, Result};
 pub use request::{

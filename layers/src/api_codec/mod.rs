@@ -1,0 +1,1 @@
+//! The `api_codec` layer (work in progress; see doc/architecture.md).

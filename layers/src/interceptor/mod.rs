@@ -1,0 +1,1 @@
+//! The `interceptor` layer (work in progress; see doc/architecture.md).

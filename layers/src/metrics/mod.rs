@@ -1,0 +1,1 @@
+//! The `metrics` layer (work in progress; see doc/architecture.md).

@@ -1,0 +1,1 @@
+//! The `replica` layer (work in progress; see doc/architecture.md).

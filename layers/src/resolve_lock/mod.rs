@@ -1,0 +1,1 @@
+//! The `resolve_lock` layer (work in progress; see doc/architecture.md).

@@ -1,0 +1,1 @@
+//! The `retry` layer (work in progress; see doc/architecture.md).

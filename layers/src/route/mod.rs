@@ -1,0 +1,1 @@
+//! The `route` layer (work in progress; see doc/architecture.md).

@@ -1,0 +1,1 @@
+//! The `shard` layer (work in progress; see doc/architecture.md).

@@ -1,0 +1,1 @@
+//! The `timeout` layer (work in progress; see doc/architecture.md).

@@ -1,0 +1,1 @@
+//! The `trace` layer (work in progress; see doc/architecture.md).
