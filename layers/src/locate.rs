@@ -87,7 +87,7 @@ pub enum AccessMode {
 /// An immutable view of one cached region at one moment (client-go's `Region` plus its
 /// `regionStore` snapshot, RC-2/RC-3). Replaced, never mutated: a leader switch installs a
 /// new snapshot, so a holder keeps a consistent picture.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegionSnapshot {
     /// The region version.
     pub ver: RegionVerId,

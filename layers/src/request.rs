@@ -978,6 +978,11 @@ pub struct RequestOptions {
     pub match_labels: Vec<metapb::StoreLabel>,
     /// Only these stores may serve the request, when non-empty.
     pub match_store_ids: Vec<u64>,
+    /// Never send to a follower, whatever the read type (`WithLeaderOnly`).
+    pub leader_only: bool,
+    /// Prefer a non-slow leader (`WithPerferLeader`; also implied by
+    /// [`ReplicaReadType::PreferLeader`]).
+    pub prefer_leader: bool,
     /// The endpoint kind the request targets (`StoreTp`).
     pub endpoint: EndpointType,
     /// The caller's request source, before the sender's rewrite (`InputRequestSource`).
@@ -995,8 +1000,10 @@ pub struct RequestOptions {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Target {
-    /// The region the request is routed to (id, epoch, key range), once located.
-    pub region: Option<metapb::Region>,
+    /// The region the request is routed to, as the region cache saw it when the request was
+    /// located (id, epoch, key range, peers). Set by `shard` or `route`; the send loop keeps
+    /// this version for every attempt (client-go's `regionVer` argument of `SendReq`).
+    pub region: Option<std::sync::Arc<crate::locate::RegionSnapshot>>,
     /// The peer chosen to serve the attempt.
     pub peer: Option<metapb::Peer>,
     /// The store of that peer.
