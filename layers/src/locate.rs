@@ -295,6 +295,22 @@ pub trait RegionLocator: Send + Sync + 'static {
 
     /// The cluster id stamped into every request's context (PD-9).
     fn cluster_id(&self) -> u64;
+
+    /// The current snapshot of a cached region version even when it was invalidated (the
+    /// replica selector keeps using the object it started with, RS-1/RS-20); `None` once
+    /// the version left the cache.
+    fn cached_region_any(&self, ver: &RegionVerId) -> Option<Arc<RegionSnapshot>> {
+        self.cached_region(ver)
+    }
+
+    /// The region's remembered proxy replica (index into `tikv_peers`), used by leader
+    /// forwarding (RS-14/RS-15).
+    fn proxy_idx(&self, _ver: &RegionVerId) -> Option<usize> {
+        None
+    }
+
+    /// Remembers (or clears) the region's proxy replica (RS-15, RS-14 step 1).
+    fn set_proxy_idx(&self, _ver: &RegionVerId, _idx: Option<usize>) {}
 }
 
 /// Store lookups and store feedback (client-go's store cache, SC rules).
@@ -322,4 +338,53 @@ pub trait StoreResolver: Send + Sync + 'static {
 
     /// Records a probe result for the store (the health-check loop's write, SC-10).
     fn set_liveness(&self, store_id: u64, liveness: Liveness);
+
+    /// Whether the store's address resolution is complete (`resolved`, SC-3). Defaults to
+    /// "the metadata is cached".
+    fn is_resolved(&self, store_id: u64) -> bool {
+        self.cached_store(store_id).is_some()
+    }
+
+    /// Probes the store's liveness now, starting its health-check loop when it is not
+    /// reachable (`requestLivenessAndStartHealthCheckLoopIfNeeded`, SC-9/SC-10). The
+    /// default answers the last known liveness without probing.
+    fn probe_liveness(&self, store_id: u64) -> BoxFuture<'static, Liveness> {
+        let l = self.liveness(store_id);
+        Box::pin(std::future::ready(l))
+    }
+
+    /// Whether the store is considered slow (`healthStatus.IsSlow`, HS-1).
+    fn is_slow(&self, _store_id: u64) -> bool {
+        false
+    }
+
+    /// Marks the store slow at once (`markAlreadySlow`, HS-2): after a busy answer or a
+    /// store invalidation.
+    fn mark_slow(&self, _store_id: u64) {}
+
+    /// Feeds one RPC duration to the store's client-side slow score (HS-2).
+    fn record_rpc_duration(&self, _store_id: u64, _d: std::time::Duration) {}
+
+    /// The store's estimated queueing time from its last busy answers (SC-17
+    /// `EstimatedWaitTime`).
+    fn estimated_wait(&self, _store_id: u64) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// Records a `ServerIsBusy` answer carrying `estimated_wait_ms` (SC-17
+    /// `updateServerLoadStats`).
+    fn record_server_busy(&self, _store_id: u64, _estimated_wait_ms: u32) {}
+}
+
+/// What the retry layer may ask of the transport (client-go's `CloseAddr` /
+/// `CloseAddrVer` on the RPC client, TE-4 and RE-13).
+pub trait ConnectionControl: Send + Sync + 'static {
+    /// Closes every connection to `addr` (a `StoreNotMatch` answer: the address may now
+    /// belong to another store).
+    fn close_addr(&self, addr: &str);
+
+    /// Closes the connection pool an error came out of, at the pool version the error
+    /// recorded, when it recorded one (a remote gRPC `Cancelled`). Returns whether a pool
+    /// was named by the error.
+    fn close_for_error(&self, err: &crate::Error) -> bool;
 }

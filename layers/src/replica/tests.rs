@@ -1,0 +1,1 @@
+//! Replica layer unit tests.

@@ -1,0 +1,171 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use super::layer::RetryLayer;
+use super::policy::{self, RegionErrorDecision, Sender};
+use crate::replica::{SelectorSlot, SlotOutcome};
+use crate::request::{RpcRequest, RpcResponse};
+use crate::{Error, ErrorDetail, Result};
+
+/// The send-loop service; see the [module docs](super).
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    pub(super) inner: S,
+    pub(super) layer: RetryLayer,
+}
+
+impl<S> Retry<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The future of one call through [`Retry`].
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<RpcResponse>> + Send>>,
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<RpcResponse>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<S> Service<RpcRequest> for Retry<S>
+where
+    S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = RpcResponse;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: RpcRequest) -> ResponseFuture {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            inner: Box::pin(send_loop(inner, self.layer.clone(), req)),
+        }
+    }
+}
+
+/// The SL-3 loop. `first` is the service polled ready by the caller; later attempts use
+/// clones of it driven with `oneshot`.
+async fn send_loop<S>(first: S, layer: RetryLayer, mut base: RpcRequest) -> Result<RpcResponse>
+where
+    S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let slot = SelectorSlot::new();
+    base.extensions.insert(slot.clone());
+    let bo = base.backoffer.clone();
+    let cmd = base.cmd_type();
+    let sleep_before = bo.total_sleep_ms();
+    let sender = Sender {
+        svc: &layer.svc,
+        conn: layer.conn.as_deref(),
+        slot: &slot,
+        bo: &bo,
+        cmd,
+        max_exec_ms: policy::effective_max_exec_ms(&base),
+    };
+    // The first attempt uses the service the caller polled ready; later attempts use
+    // clones of it, whose readiness `oneshot` drives.
+    let template = first.clone();
+    let mut first = Some(first);
+    let mut send_times: u32 = 0;
+    let mut rpc_time = Duration::ZERO;
+
+    let finish = |mut resp: RpcResponse, send_times: u32, rpc_time: Duration| {
+        resp.details.attempts = send_times;
+        resp.details.rpc_time = rpc_time;
+        resp.details.backoff_time =
+            Duration::from_millis(bo.total_sleep_ms().saturating_sub(sleep_before));
+        resp
+    };
+
+    loop {
+        // SL-3 step 1: a killed query stops before the next attempt.
+        if cmd.is_interruptible() {
+            bo.check_killed()?;
+        }
+        let mut attempt = base.clone();
+        if send_times > 0 {
+            attempt.context.is_retry_request = true;
+        }
+        let svc = first.take().unwrap_or_else(|| template.clone());
+        let started = Instant::now();
+        let result = svc.oneshot(attempt).await;
+        rpc_time += started.elapsed();
+
+        // Outcomes decided below us, in the replica layer, end the call as they are.
+        match slot.take_outcome() {
+            Some(SlotOutcome::Fatal) => return result.map(|r| finish(r, send_times, rpc_time)),
+            Some(SlotOutcome::NoCandidate) => {
+                return result.map(|r| finish(r, send_times, rpc_time));
+            }
+            None => {}
+        }
+        send_times += 1;
+        // Later attempts stay on the region this call was routed to (client-go's
+        // `regionVer` argument), even when `route` below us located it.
+        if base.target.region.is_none() {
+            base.target.region = slot.routed_region();
+        }
+
+        match result {
+            Err(err) => {
+                // SL-3 step 11: the caller's own cancellation ends the call at once.
+                if matches!(err.detail(), ErrorDetail::Canceled) {
+                    return Err(err);
+                }
+                // SL-3 step 2: when handling fails, the caller sees the transport error.
+                if sender.on_send_fail(&err).await.is_err() {
+                    return Err(err);
+                }
+            }
+            Ok(resp) => {
+                let Some(region_err) = resp.region_error() else {
+                    return Ok(finish(resp, send_times, rpc_time));
+                };
+                let region_err = region_err.clone();
+                match sender.on_region_error(&region_err, &base).await {
+                    RegionErrorDecision::Retry => {}
+                    RegionErrorDecision::ReturnToCaller => {
+                        return Ok(finish(resp, send_times, rpc_time));
+                    }
+                    RegionErrorDecision::Fail(e) => return Err(e),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Retry layer unit tests.
