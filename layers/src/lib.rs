@@ -37,6 +37,9 @@ pub mod shard;
 pub mod timeout;
 pub mod trace;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::{BoxError, Error, ErrorDetail, ErrorKind, Result};
 pub use request::{
     AttemptDetails, CmdType, Command, CommandResponse, ReplicaReadType, RequestOptions, RpcRequest,

@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod inject;
 pub mod keyspace;
 pub mod pd;
+mod pd_source;
 mod raw;
 pub mod service;
 

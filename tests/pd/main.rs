@@ -291,5 +291,5 @@ async fn cluster_handle_over_mock_grpc() {
     bounded(cluster.shutdown()).await;
     assert!(other.is_closed());
     // The PD client is closed with it.
-    assert!(bounded(other.pd().get_ts()).await.is_err());
+    assert!(bounded(other.pd().expect("pd").get_ts()).await.is_err());
 }
