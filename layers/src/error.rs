@@ -84,6 +84,29 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// A short snake_case label, for metrics and statistics.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Region => "region",
+            ErrorKind::Key => "key",
+            ErrorKind::Grpc => "grpc",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::BackoffExhausted => "backoff_exhausted",
+            ErrorKind::Undetermined => "undetermined",
+            ErrorKind::Pd => "pd",
+            ErrorKind::Config => "config",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Canceled => "canceled",
+            ErrorKind::Txn => "txn",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
 /// Everything the client can report, one variant per client-go error value plus the
 /// transport-level failures of this client.
 ///

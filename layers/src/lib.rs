@@ -24,6 +24,7 @@ pub mod api_codec;
 pub mod backoff;
 pub mod classify;
 pub mod error;
+pub mod exec_details;
 pub mod interceptor;
 pub mod locate;
 pub mod metrics;

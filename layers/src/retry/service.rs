@@ -9,6 +9,7 @@ use tower_service::Service;
 
 use super::layer::RetryLayer;
 use super::policy::{self, RegionErrorDecision, Sender};
+use crate::exec_details::{BackoffStats, ExecDetails, ExecDetailsSink};
 use crate::replica::{SelectorSlot, SlotOutcome};
 use crate::request::{RpcRequest, RpcResponse};
 use crate::{Error, ErrorDetail, Result};
@@ -80,7 +81,48 @@ where
 
 /// The SL-3 loop. `first` is the service polled ready by the caller; later attempts use
 /// clones of it driven with `oneshot`.
-async fn send_loop<S>(first: S, layer: RetryLayer, mut base: RpcRequest) -> Result<RpcResponse>
+async fn send_loop<S>(first: S, layer: RetryLayer, base: RpcRequest) -> Result<RpcResponse>
+where
+    S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let Some(sink) = base.extensions.get::<ExecDetailsSink>().cloned() else {
+        return run(first, layer, base, None).await;
+    };
+    // Backoff accounting is a delta over the call: the backoffer may be shared.
+    let bo = base.backoffer.clone();
+    let (times0, sleep0) = bo.with(|b| (b.backoff_times(), b.backoff_sleep_ms()));
+    let mut details = ExecDetails::default();
+    let result = run(first, layer, base, Some(&mut details)).await;
+    let (times1, sleep1) = bo.with(|b| (b.backoff_times(), b.backoff_sleep_ms()));
+    for (kind, n) in times1 {
+        let count = n.saturating_sub(times0.get(&kind).copied().unwrap_or(0));
+        let ms = sleep1
+            .get(&kind)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(sleep0.get(&kind).copied().unwrap_or(0));
+        if count > 0 {
+            details.backoff.insert(
+                kind,
+                BackoffStats {
+                    count,
+                    duration: Duration::from_millis(ms),
+                },
+            );
+        }
+    }
+    sink.record(&details);
+    result
+}
+
+/// The loop itself; `details`, when given, collects RPC and error statistics.
+async fn run<S>(
+    first: S,
+    layer: RetryLayer,
+    mut base: RpcRequest,
+    mut details: Option<&mut ExecDetails>,
+) -> Result<RpcResponse>
 where
     S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -125,7 +167,23 @@ where
         let svc = first.take().unwrap_or_else(|| template.clone());
         let started = Instant::now();
         let result = svc.oneshot(attempt).await;
-        rpc_time += started.elapsed();
+        let took = started.elapsed();
+        rpc_time += took;
+        if let Some(d) = details.as_deref_mut() {
+            let e = d.rpc.entry(cmd).or_default();
+            e.count += 1;
+            e.consume += took;
+            d.wait_kv_resp += took;
+            let label = match &result {
+                Ok(r) => r
+                    .region_error()
+                    .map(|e| crate::classify::RegionErrorKind::of(e).label()),
+                Err(e) => Some(e.kind().label()),
+            };
+            if let Some(l) = label {
+                *d.errors.entry(l.to_owned()).or_default() += 1;
+            }
+        }
 
         // Outcomes decided below us, in the replica layer, end the call as they are.
         match slot.take_outcome() {

@@ -715,3 +715,33 @@ async fn region_gone_gives_pseudo_error_without_sending() {
             .is_some_and(crate::classify::is_fake_region_error)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn exec_details_are_recorded_when_asked() {
+    let fake = Fake::new(3);
+    let sink = crate::exec_details::ExecDetailsSink::new();
+    let s2 = sink.clone();
+    let r = run_with(
+        &fake,
+        ReplicaReadType::Leader,
+        false,
+        vec![busy(10), not_leader(None)],
+        move |req| {
+            req.extensions.insert(s2);
+        },
+    )
+    .await;
+    assert!(r.ok());
+    let d = sink.snapshot();
+    assert_eq!(d.rpc_count(), 3);
+    assert_eq!(d.rpc[&CmdType::Get].count, 3);
+    assert_eq!(d.errors["not_leader"], 1);
+    assert_eq!(d.errors["server_is_busy"], 1);
+    assert_eq!(d.backoff["regionScheduling"].count, 1);
+    assert_eq!(d.backoff["tikvServerBusy"].count, 1);
+    assert_eq!(d.backoff_count(), 2);
+    assert_eq!(
+        d.backoff_duration().as_millis() as u64,
+        r.bo.total_sleep_ms()
+    );
+}
