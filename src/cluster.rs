@@ -3,9 +3,10 @@
 //! `tikv/kv.go`, LC-2 .. LC-6).
 //!
 //! [`Cluster`] is a cheap handle (`Arc` inside). Its background tasks (region-cache GC,
-//! store re-resolve on need-check events and on a tick, the oracle's update loop, and the
-//! PD client's member loop and TSO dispatcher) stop when [`Cluster::shutdown`] is called or
-//! when the last handle is dropped.
+//! store re-resolve on need-check events and on a tick, the store health tick and the
+//! replica-flow report (RC-53), the stores' health-check loops (SC-10), the oracle's update
+//! loop, and the PD client's member loop and TSO dispatcher) stop when
+//! [`Cluster::shutdown`] is called or when the last handle is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +19,15 @@ use crate::config::Config;
 use crate::oracle::{Oracle, PdOracle, PdOracleOptions};
 use crate::pd::{CodecPdClient, KeyMode, PdClient, PdClientOptions, RegionMetaClient};
 use crate::region_cache::{RegionCache, RegionCacheOptions};
-use crate::store_cache::StoreCache;
+use crate::store_cache::{GrpcHealthProber, GrpcProberConfig, StoreCache};
 
 /// Region-cache GC period and batch (RC-53/RC-54: every second, 50 regions).
 const GC_INTERVAL: Duration = Duration::from_secs(1);
 const GC_BATCH: usize = 50;
 
 struct Inner {
-    pd: PdClient,
+    /// The PD client; `None` for a cluster over the in-process mock PD.
+    pd: Option<PdClient>,
     regions: RegionCache,
     oracle: Arc<dyn Oracle>,
     cancel: CancellationToken,
@@ -35,8 +37,11 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.cancel.cancel();
+        self.regions.stores().close();
         self.oracle.close();
-        self.pd.close();
+        if let Some(pd) = &self.pd {
+            pd.close();
+        }
         if let Some(mut tasks) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).take() {
             tasks.abort_all();
         }
@@ -54,7 +59,7 @@ pub struct Cluster {
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
-            .field("cluster_id", &self.inner.pd.cluster_id())
+            .field("cluster_id", &self.cluster_id())
             .field("regions", &self.inner.regions)
             .finish_non_exhaustive()
     }
@@ -90,28 +95,81 @@ impl Cluster {
                 ..RegionCacheOptions::default()
             },
         );
+        // Liveness probes use the configured timeout and the cluster's TLS (SC-9, SC-11).
+        let tls = config.security.to_tls_config().await?;
+        regions.stores().set_prober(Arc::new(GrpcHealthProber::new(
+            GrpcProberConfig::from_client_config(&config.tikv_client, tls),
+        )));
         let oracle = PdOracle::new(Arc::new(pd.clone()), PdOracleOptions::default()).await?;
         Ok(Cluster::assemble(
-            pd,
+            Some(pd),
             regions,
             Arc::new(oracle),
-            config.stores_refresh_interval / 4,
+            config.stores_refresh_interval,
         ))
     }
 
+    /// Builds the cluster state over the embedded mock cluster's in-process PD: no sockets,
+    /// the mock's TSO as the oracle's source, region keys translated by `mode`. Pair it with
+    /// [`Mock::tikv`](crate::mock::Mock::tikv) as the pipeline's transport.
+    #[cfg(feature = "mock")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+    pub async fn embedded(
+        mock: &crate::mock::Mock,
+        mode: KeyMode,
+        config: &Config,
+    ) -> Result<Cluster> {
+        config.validate()?;
+        let pd = mock.pd().clone();
+        let meta: Arc<dyn RegionMetaClient> =
+            Arc::new(CodecPdClient::new(Arc::new(pd.clone()), mode));
+        let regions = RegionCache::new(
+            meta,
+            RegionCacheOptions {
+                ttl_secs: config.tikv_client.region_cache_ttl.as_secs() as i64,
+                ..RegionCacheOptions::default()
+            },
+        );
+        // Liveness comes from the mock's probe (MC-3.7.1): no sockets.
+        regions
+            .stores()
+            .set_prober(Arc::new(mock.cluster().clone()));
+        let oracle = PdOracle::new(Arc::new(pd), PdOracleOptions::default()).await?;
+        Ok(Cluster::assemble(
+            None,
+            regions,
+            Arc::new(oracle),
+            config.stores_refresh_interval,
+        ))
+    }
+
+    /// Starts the background loops; `stores_refresh` is client-go's
+    /// `StoresRefreshInterval` (RC-53: store re-resolve and health tick every quarter of it,
+    /// the replica-flow report every half).
     fn assemble(
-        pd: PdClient,
+        pd: Option<PdClient>,
         regions: RegionCache,
         oracle: Arc<dyn Oracle>,
-        store_check_interval: Duration,
+        stores_refresh: Duration,
     ) -> Cluster {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        let min = Duration::from_millis(100);
         tasks.spawn(gc_loop(regions.clone(), cancel.clone()));
         tasks.spawn(store_loop(
             regions.stores().clone(),
             cancel.clone(),
-            store_check_interval.max(Duration::from_millis(100)),
+            (stores_refresh / 4).max(min),
+        ));
+        tasks.spawn(health_loop(
+            regions.stores().clone(),
+            cancel.clone(),
+            (stores_refresh / 4).max(min),
+        ));
+        tasks.spawn(flows_loop(
+            regions.stores().clone(),
+            cancel.clone(),
+            (stores_refresh / 2).max(min),
         ));
         Cluster {
             inner: Arc::new(Inner {
@@ -124,9 +182,10 @@ impl Cluster {
         }
     }
 
-    /// The PD client.
-    pub fn pd(&self) -> &PdClient {
-        &self.inner.pd
+    /// The PD client; `None` for a cluster over the in-process mock PD
+    /// ([`Cluster::embedded`]).
+    pub fn pd(&self) -> Option<&PdClient> {
+        self.inner.pd.as_ref()
     }
 
     /// The region cache (the layers' `RegionLocator`).
@@ -146,7 +205,8 @@ impl Cluster {
 
     /// The cluster id (client-go's `GetClusterID`).
     pub fn cluster_id(&self) -> u64 {
-        self.inner.pd.cluster_id()
+        use tikv_layers::locate::RegionLocator;
+        self.inner.regions.cluster_id()
     }
 
     /// Whether [`shutdown`](Self::shutdown) has been called.
@@ -163,6 +223,7 @@ impl Cluster {
     /// its first step; dropping it only stops the waiting.
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
+        self.inner.regions.stores().close();
         let tasks = self
             .inner
             .tasks
@@ -173,7 +234,9 @@ impl Cluster {
             while tasks.join_next().await.is_some() {}
         }
         self.inner.oracle.close();
-        self.inner.pd.close();
+        if let Some(pd) = &self.inner.pd {
+            pd.close();
+        }
     }
 }
 
@@ -214,5 +277,38 @@ async fn store_loop(stores: StoreCache, cancel: CancellationToken, interval: Dur
             }
         };
         stores.check_and_resolve(all).await;
+    }
+}
+
+/// Store health tick (RC-53, HS-4): every tick, each store's slow scores are updated.
+async fn health_loop(stores: StoreCache, cancel: CancellationToken, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.tick().await;
+    loop {
+        // Both branches are cancel safe.
+        let now = tokio::select! {
+            _ = cancel.cancelled() => return,
+            t = tick.tick() => t,
+        };
+        // The tick may wait for an active health-feedback request; stop waiting on close.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = stores.tick_health(now) => {}
+        }
+    }
+}
+
+/// Prefer-leader flow report (RC-53, HS-6): publish and reset the counters every tick.
+async fn flows_loop(stores: StoreCache, cancel: CancellationToken, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        // Both branches are cancel safe.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        stores.report_replica_flows();
     }
 }

@@ -17,6 +17,8 @@ pub mod config;
 pub mod mock;
 pub mod oracle;
 pub mod pd;
+pub mod pipeline;
+pub mod raw;
 pub mod region_cache;
 pub mod store_cache;
 pub mod transport;

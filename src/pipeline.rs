@@ -26,13 +26,23 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tikv_layers::api_codec::{ApiCodecLayer, Codec, Mode};
+use tikv_layers::interceptor::{Interceptor, InterceptorLayer, named};
+use tikv_layers::locate::ConnectionControl;
+use tikv_layers::metrics::MetricsLayer;
 use tikv_layers::replica::{RegionServices, ReplicaLayer};
+use tikv_layers::resolve_lock::{LockResolver, ResolveLockLayer};
 use tikv_layers::retry::RetryLayer;
+use tikv_layers::route::RouteLayer;
+use tikv_layers::shard::{DefaultShardPolicy, ShardLayer};
+use tikv_layers::timeout::{DefaultTimeoutPolicy, TimeoutLayer};
+use tikv_layers::trace::{AttemptTraceLayer, TraceLayer};
 use tikv_layers::{Error, ErrorDetail, Result, RpcRequest, RpcResponse};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::cluster::Cluster;
+use crate::config::Config;
 
 /// A pipeline stage boundary: a boxed, cloneable, `Sync` service over the request
 /// envelope. User layers at a [`Stage`] wrap one of these.
@@ -58,9 +68,16 @@ pub struct PipelineBuilder {
     request: Vec<StageFn>,
     attempt: Vec<StageFn>,
     transport: Option<BoxedStage>,
+    conn: Option<Arc<dyn ConnectionControl>>,
     forwarding: bool,
     local_zone: Option<String>,
     deterministic: bool,
+    interceptors: InterceptorLayer,
+    codec: Option<Codec>,
+    timeouts: DefaultTimeoutPolicy,
+    shard: DefaultShardPolicy,
+    resolver: Option<Arc<dyn LockResolver>>,
+    trace: TraceLayer,
 }
 
 impl std::fmt::Debug for PipelineBuilder {
@@ -115,6 +132,57 @@ impl PipelineBuilder {
         self
     }
 
+    /// Adds a named RPC interceptor, run on every attempt with the attempt's target
+    /// (client-go's interceptor chain: link order, and a second interceptor of the same
+    /// name replaces the first and moves to the end).
+    pub fn interceptor(mut self, name: &'static str, interceptor: impl Interceptor) -> Self {
+        self.interceptors = self.interceptors.link(named(name, interceptor));
+        self
+    }
+
+    /// The API codec (API V1/V2 keyspace encoding) at the transport edge. Default: API V1
+    /// raw keys.
+    pub fn api_codec(mut self, codec: Codec) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// Per-attempt timeouts and the sharding limits from the client configuration.
+    pub fn config(mut self, config: &Config) -> Self {
+        self.timeouts =
+            DefaultTimeoutPolicy::new().with_coprocessor(config.tikv_client.copr_req_timeout);
+        self.forwarding = config.enable_forwarding;
+        let zone = config.zone_label.clone();
+        self.local_zone = (!zone.is_empty()).then_some(zone);
+        self
+    }
+
+    /// The sharding policy: batch limits and concurrency of multi-region requests.
+    pub fn shard_policy(mut self, policy: DefaultShardPolicy) -> Self {
+        self.shard = policy;
+        self
+    }
+
+    /// The lock resolver transactional reads use on `KeyIsLocked` answers; without one,
+    /// locked answers go back to the caller as they are.
+    pub fn lock_resolver(mut self, resolver: Arc<dyn LockResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// The request span layer (level, key logging).
+    pub fn trace(mut self, trace: TraceLayer) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Lets the send loop close connections of a misbehaving address (normally the tonic
+    /// transport's control handle).
+    pub fn connection_control(mut self, conn: Arc<dyn ConnectionControl>) -> Self {
+        self.conn = Some(conn);
+        self
+    }
+
     /// Forward leader requests through a follower when the leader's store is unreachable
     /// (client-go's `EnableForwarding`; off by default).
     pub fn forwarding(mut self, enable: bool) -> Self {
@@ -144,38 +212,68 @@ impl PipelineBuilder {
     pub fn build(self, cluster: &Cluster) -> Result<Pipeline> {
         let Some(terminal) = self.transport else {
             return Err(ErrorDetail::InvalidConfig {
-                field: "transport".into(),
+                field: "transport",
                 reason: "a pipeline needs a terminal service (PipelineBuilder::transport)".into(),
             }
             .into());
         };
+        let locator = Arc::new(cluster.region_cache().clone());
         let svc = RegionServices {
-            locator: Arc::new(cluster.region_cache().clone()),
+            locator: locator.clone(),
             stores: Arc::new(cluster.store_cache().clone()),
         };
+        let codec = self.codec.unwrap_or_else(|| Codec::v1(Mode::Raw));
 
-        // Per attempt, innermost first: user attempt layers over the terminal.
-        let mut attempt = terminal;
+        // Per attempt, innermost first: timeout and codec over the terminal, then the
+        // user's attempt-stage layers.
+        let core = ServiceBuilder::new()
+            .layer(TimeoutLayer::with_policy(self.timeouts))
+            .layer(ApiCodecLayer::new(codec))
+            .service(terminal);
+        let mut attempt: BoxedStage = BoxCloneSyncService::new(core);
         for f in self.attempt.iter().rev() {
             attempt = f(attempt);
         }
 
-        // The send loop and replica selection.
+        // The region send loop: retry → route → replica → interceptors → attempt stage.
         let mut replica = ReplicaLayer::new(svc.clone())
             .forwarding(self.forwarding)
             .deterministic(self.deterministic);
         if let Some(z) = &self.local_zone {
             replica = replica.local_zone(z.clone());
         }
-        let retry = RetryLayer::new(svc);
-        let per_request = ServiceBuilder::new()
+        let mut retry = RetryLayer::new(svc);
+        if let Some(conn) = self.conn {
+            retry = retry.connection_control(conn);
+        }
+        let send_loop = ServiceBuilder::new()
             .layer(retry)
+            .layer(RouteLayer::new(locator.clone()))
             .layer(replica)
+            .layer(self.interceptors)
+            .layer(AttemptTraceLayer::new())
             .service(attempt);
-        let mut request: BoxedStage = BoxCloneSyncService::new(per_request);
+
+        // Per logical request: shard (and lock resolution) over the send loop, then the
+        // user's request-stage layers, then metrics and the request span.
+        let per_region: BoxedStage = match self.resolver {
+            Some(r) => BoxCloneSyncService::new(ResolveLockLayer::new(r).layer(send_loop)),
+            None => BoxCloneSyncService::new(send_loop),
+        };
+        let mut request: BoxedStage = BoxCloneSyncService::new(
+            ShardLayer::new(locator)
+                .policy(self.shard)
+                .layer(per_region),
+        );
         for f in self.request.iter().rev() {
             request = f(request);
         }
+        let request = BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .layer(self.trace)
+                .layer(MetricsLayer::new())
+                .service(request),
+        );
         Ok(Pipeline { svc: request })
     }
 }

@@ -326,6 +326,10 @@ pub enum ErrorDetail {
     /// message is kept whole.
     #[error("unexpected key error")]
     KeyError(Box<kvrpcpb::KeyError>),
+    /// TiKV rejected the request with a message in the response's `error` field (raw
+    /// commands, GC, delete range, ...); the message is kept whole.
+    #[error("tikv error: {0}")]
+    Storage(String),
 
     // ----- errors of the Rust request path -----
     /// A region error that reached the caller; the server's message is kept whole.
@@ -468,6 +472,7 @@ impl Error {
             | D::CommitTsTooLarge { .. }
             | D::TxnNotFound { .. }
             | D::KeyError(_)
+            | D::Storage(_)
             | D::LockAcquireFailAndNoWaitSet => ErrorKind::Key,
             D::Grpc(_) => ErrorKind::Grpc,
             D::Transport { .. } => ErrorKind::Transport,

@@ -3,17 +3,17 @@
 use std::sync::Arc;
 
 use futures_core::future::BoxFuture;
+use tikv_layers::api_codec::{self, Codec, CodecV1, KeyspacePrefix, Mode};
 use tikv_layers::{Error, ErrorDetail, Result};
 use tikv_proto::keyspacepb::keyspace_meta::Keyspace;
 use tikv_proto::{keyspacepb, metapb};
 
 use super::{KeyRange, PdClient, RegionInfo, RegionMetaClient, RegionOptions, decode_error};
-use crate::codec::{decode_bytes, encode_bytes};
-
-/// The largest API-v2 keyspace id (24 bits).
-const MAX_KEYSPACE_ID: u32 = 0xFF_FFFF;
 
 /// How region keys are encoded between the client's key space and PD's (RC-31, KS-19).
+///
+/// The translations are the API codec's ([`tikv_layers::api_codec`]), so the PD edge and
+/// the request edge share one implementation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyMode {
     /// API v1 raw: keys go to PD unchanged.
@@ -29,106 +29,88 @@ pub enum KeyMode {
     },
 }
 
+/// The codec doing the work for a [`KeyMode`].
+enum RegionKeys {
+    V1(CodecV1),
+    V2(KeyspacePrefix),
+}
+
 impl KeyMode {
     /// The v2 mode of keyspace `id`, `raw` choosing the `r` or `x` prefix (KS-5).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorDetail::InvalidArgument`] when `id` does not fit in 24 bits.
     pub fn v2(id: u32, raw: bool) -> Result<KeyMode> {
-        if id > MAX_KEYSPACE_ID {
-            return Err(Error::new(ErrorDetail::InvalidArgument(format!(
-                "keyspaceID {id} is out of range"
-            ))));
-        }
-        let mode = if raw { b'r' } else { b'x' };
-        let prefix_u32 = (u32::from(mode) << 24) | id;
-        let end_u32 = prefix_u32.wrapping_add(1);
+        let mode = if raw { Mode::Raw } else { Mode::Txn };
+        let keys = KeyspacePrefix::new(mode, id)?;
         Ok(KeyMode::V2 {
-            prefix: prefix_u32.to_be_bytes(),
-            end: end_u32.to_be_bytes(),
+            prefix: *keys.prefix(),
+            end: *keys.end(),
         })
     }
 
-    fn encode_key(&self, key: &[u8]) -> Vec<u8> {
+    /// The key mode matching the request codec `codec`, so PD lookups and requests use the
+    /// same key space.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorDetail::InvalidArgument`] for a codec of an API version PD keys are not
+    /// defined for.
+    pub fn from_codec(codec: &Codec) -> Result<KeyMode> {
+        match codec {
+            Codec::V1(c) => Ok(match c.mode() {
+                Mode::Raw => KeyMode::RawV1,
+                Mode::Txn => KeyMode::TxnV1,
+            }),
+            Codec::V2(c) => Ok(KeyMode::V2 {
+                prefix: *c.keyspace_prefix().prefix(),
+                end: *c.keyspace_prefix().end(),
+            }),
+            other => Err(Error::new(ErrorDetail::InvalidArgument(format!(
+                "no region key mode for API version {:?}",
+                other.api_version()
+            )))),
+        }
+    }
+
+    fn keys(&self) -> RegionKeys {
         match self {
-            KeyMode::RawV1 => key.to_vec(),
-            KeyMode::TxnV1 => mce(key),
-            KeyMode::V2 { prefix, .. } => {
-                let mut k = Vec::with_capacity(4 + key.len());
-                k.extend_from_slice(prefix);
-                k.extend_from_slice(key);
-                mce(&k)
-            }
+            KeyMode::RawV1 => RegionKeys::V1(CodecV1::new(Mode::Raw)),
+            KeyMode::TxnV1 => RegionKeys::V1(CodecV1::new(Mode::Txn)),
+            // The end is always the prefix's successor; it is recomputed from the prefix.
+            KeyMode::V2 { prefix, .. } => RegionKeys::V2(KeyspacePrefix::from_prefix(*prefix)),
+        }
+    }
+
+    fn encode_key(&self, key: &[u8]) -> Vec<u8> {
+        match self.keys() {
+            RegionKeys::V1(c) => c.encode_region_key(key),
+            RegionKeys::V2(k) => k.encode_region_key(key),
         }
     }
 
     fn encode_range(&self, start: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        match self {
-            KeyMode::RawV1 => (start.to_vec(), end.to_vec()),
-            KeyMode::TxnV1 => (
-                mce(start),
-                if end.is_empty() { Vec::new() } else { mce(end) },
-            ),
-            KeyMode::V2 { end: ks_end, .. } => (
-                self.encode_key(start),
-                if end.is_empty() {
-                    mce(ks_end)
-                } else {
-                    self.encode_key(end)
-                },
-            ),
+        match self.keys() {
+            RegionKeys::V1(c) => c.encode_region_range(start, end),
+            RegionKeys::V2(k) => k.encode_region_range(start, end),
         }
     }
 
     fn decode_range(&self, start: &[u8], end: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-        match self {
-            KeyMode::RawV1 => Ok((start.to_vec(), end.to_vec())),
-            KeyMode::TxnV1 => Ok((mcd(start)?, mcd(end)?)),
-            KeyMode::V2 {
-                prefix,
-                end: ks_end,
-            } => {
-                let (s, e) = (mcd(start)?, mcd(end)?);
-                if s.as_slice() >= ks_end.as_slice()
-                    || (!e.is_empty() && e.as_slice() <= prefix.as_slice())
-                {
-                    return Err(Error::new(ErrorDetail::InvalidArgument(
-                        "given key does not belong to the keyspace".into(),
-                    )));
-                }
-                let strip = |k: Vec<u8>| {
-                    if k.starts_with(prefix) {
-                        k[4..].to_vec()
-                    } else {
-                        Vec::new()
-                    }
-                };
-                Ok((strip(s), strip(e)))
-            }
+        match self.keys() {
+            RegionKeys::V1(c) => c.decode_region_range(start, end),
+            RegionKeys::V2(k) => k.decode_region_range(start, end),
         }
+        .map_err(pd_decode_error)
     }
 
     fn decode_bucket_keys(&self, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        match self {
-            KeyMode::RawV1 => Ok(keys.to_vec()),
-            KeyMode::TxnV1 => keys.iter().map(|k| mcd(k)).collect(),
-            KeyMode::V2 { prefix, end } => {
-                let mut out: Vec<Vec<u8>> = Vec::with_capacity(keys.len());
-                let n = keys.len();
-                for (i, k) in keys.iter().enumerate() {
-                    let k = mcd(k)?;
-                    let below = i == 0 && k.as_slice() < prefix.as_slice();
-                    let beyond = i + 1 == n && (k.is_empty() || k.as_slice() >= end.as_slice());
-                    if below || beyond {
-                        out.push(Vec::new());
-                    } else if k.starts_with(prefix) {
-                        let stripped = k[4..].to_vec();
-                        if stripped.is_empty() && out.first().is_some_and(|f| f.is_empty()) {
-                            continue;
-                        }
-                        out.push(stripped);
-                    }
-                }
-                Ok(out)
-            }
+        match self.keys() {
+            RegionKeys::V1(c) => c.decode_bucket_keys(keys),
+            RegionKeys::V2(k) => k.decode_bucket_keys(keys),
         }
+        .map_err(pd_decode_error)
     }
 
     fn decode_region(&self, mut r: RegionInfo) -> Result<RegionInfo> {
@@ -142,19 +124,14 @@ impl KeyMode {
     }
 }
 
-fn mce(key: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(key.len() / 8 * 9 + 9);
-    encode_bytes(&mut buf, key);
-    buf
-}
-
-fn mcd(key: &[u8]) -> Result<Vec<u8>> {
-    if key.is_empty() {
-        return Ok(Vec::new());
+/// Malformed region keys become the PD module's [`DecodeError`](super::DecodeError), which
+/// the region cache fails on at once (KS-20); other errors (a region outside the keyspace)
+/// pass unchanged and are retried (the KS-19 quirk).
+fn pd_decode_error(e: Error) -> Error {
+    match api_codec::decode_error_cause(&e) {
+        Some(cause) => decode_error(cause.to_string()),
+        None => e,
     }
-    decode_bytes(key)
-        .map(|(_, k)| k)
-        .map_err(|e| decode_error(format!("{e}")))
 }
 
 /// A [`RegionMetaClient`] that encodes keys for PD and decodes region boundaries in PD's
@@ -285,11 +262,6 @@ impl KeyspaceLoader for PdClient {
     }
 }
 
-/// `""` names the default keyspace (client-go's `BuildKeyspaceName`, KS-9).
-fn keyspace_name(name: &str) -> &str {
-    if name.is_empty() { "DEFAULT" } else { name }
-}
-
 /// Loads a keyspace's meta, whatever its state (client-go's `GetKeyspaceMeta`, KS-17).
 ///
 /// # Cancel safety
@@ -299,7 +271,7 @@ pub async fn get_keyspace_meta(
     pd: &dyn KeyspaceLoader,
     name: &str,
 ) -> Result<keyspacepb::KeyspaceMeta> {
-    pd.load_keyspace(keyspace_name(name)).await
+    pd.load_keyspace(api_codec::build_keyspace_name(name)).await
 }
 
 /// The id of an enabled API-v1/v2 keyspace (client-go's `GetKeyspaceID`, KS-17): fails
@@ -322,5 +294,46 @@ pub async fn get_keyspace_id(pd: &dyn KeyspaceLoader, name: &str) -> Result<u32>
         Some(Keyspace::KeyspaceIdentity(_)) => Err(Error::new(ErrorDetail::InvalidArgument(
             format!("keyspace {name} has an API v3 identity, not a keyspace id"),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pd::is_decode_error;
+
+    #[test]
+    fn key_mode_follows_the_request_codec() {
+        let v2 = Codec::v2_with_id(Mode::Txn, 4242).expect("codec");
+        let mode = KeyMode::from_codec(&v2).expect("mode");
+        assert_eq!(mode, KeyMode::v2(4242, false).expect("mode"));
+        assert_eq!(
+            KeyMode::from_codec(&Codec::v1(Mode::Raw)).expect("mode"),
+            KeyMode::RawV1
+        );
+        assert_eq!(
+            KeyMode::from_codec(&Codec::v1(Mode::Txn)).expect("mode"),
+            KeyMode::TxnV1
+        );
+        // Both edges produce the same region keys.
+        assert_eq!(mode.encode_key(b"k"), v2.encode_region_key(b"k"));
+        assert_eq!(
+            mode.encode_range(b"a", b""),
+            v2.encode_region_range(b"a", b"")
+        );
+    }
+
+    #[test]
+    fn decode_failures_keep_their_pd_meaning() {
+        // Malformed memcomparable bytes: a PD decode error, failed at once by the cache.
+        let bad = KeyMode::TxnV1
+            .decode_range(b"\x01", b"")
+            .expect_err("malformed");
+        assert!(is_decode_error(&bad));
+        // A region outside the keyspace: not a decode error (retried, KS-19).
+        let mode = KeyMode::v2(1, true).expect("mode");
+        let (start, _) = KeyMode::v2(2, true).expect("mode").encode_range(b"", b"");
+        let out = mode.decode_range(&start, b"").expect_err("out of keyspace");
+        assert!(!is_decode_error(&out));
     }
 }

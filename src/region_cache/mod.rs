@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,6 +56,9 @@ pub const NEED_DELAYED_RELOAD_PENDING: u8 = 4;
 /// Sync flag: the delayed reload is due (RC-10).
 pub const NEED_DELAYED_RELOAD_READY: u8 = 8;
 
+/// `Region::proxy` value meaning "no proxy replica" (client-go's `proxyTiKVIdx == -1`).
+const NO_PROXY: usize = usize::MAX;
+
 fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -91,6 +94,10 @@ pub struct Region {
     ttl: AtomicI64,
     flags: AtomicU8,
     invalid: AtomicU8,
+    /// Index into `tikv_peers` of the follower that forwards to an unreachable leader
+    /// (client-go's `regionStore.proxyTiKVIdx`, RS-15); [`NO_PROXY`] when unset. It lives
+    /// beside the snapshot, so leader switches keep it and a reloaded region starts without.
+    proxy: AtomicUsize,
 }
 
 impl Region {
@@ -132,6 +139,21 @@ impl Region {
     /// Clears `mask` and returns the bits that were set (`resetSyncFlags`).
     pub fn reset_flags(&self, mask: u8) -> u8 {
         self.flags.fetch_and(!mask, Ordering::AcqRel) & mask
+    }
+
+    /// The remembered proxy replica (index into `tikv_peers`), if any (RS-15).
+    pub fn proxy_idx(&self) -> Option<usize> {
+        let p = self.proxy.load(Ordering::Acquire);
+        (p != NO_PROXY).then_some(p)
+    }
+
+    /// Remembers or clears the proxy replica (`setProxyStoreIdx` /
+    /// `unsetProxyStoreIfNeeded`, RS-15).
+    pub fn set_proxy_idx(&self, idx: Option<usize>) {
+        let v = idx.unwrap_or(NO_PROXY);
+        if self.proxy.swap(v, Ordering::AcqRel) != v {
+            tracing::debug!(region = self.ver.id, proxy = ?idx, "set proxy store index");
+        }
     }
 
     /// Invalidates the region (RC-9); only the first call wins.
@@ -672,6 +694,7 @@ impl RegionCache {
                 NEED_EXPIRE_AFTER_TTL
             }),
             invalid: AtomicU8::new(InvalidReason::Ok as u8),
+            proxy: AtomicUsize::new(NO_PROXY),
         };
         Ok(Arc::new(r))
     }
@@ -714,6 +737,7 @@ impl RegionCache {
             ttl: AtomicI64::new(next_ttl(now_secs(), &self.inner.opts)),
             flags: AtomicU8::new(0),
             invalid: AtomicU8::new(0),
+            proxy: AtomicUsize::new(NO_PROXY),
         });
         Ok(self.write().insert(r, invalidate_old))
     }
@@ -1148,6 +1172,21 @@ impl RegionLocator for RegionCache {
 
     fn invalidate_region(&self, ver: &RegionVerId, reason: InvalidReason) {
         self.with_region(ver, |r| r.invalidate(reason));
+    }
+
+    /// The region object of `ver` as long as the index still holds it, valid or not
+    /// (client-go's `GetCachedRegionWithRLock`): leader switches made after an
+    /// invalidation stay visible to the selector that started on it.
+    fn cached_region_any(&self, ver: &RegionVerId) -> Option<Arc<RegionSnapshot>> {
+        self.get_cached(ver).map(|r| r.snapshot())
+    }
+
+    fn proxy_idx(&self, ver: &RegionVerId) -> Option<usize> {
+        self.get_cached(ver).and_then(|r| r.proxy_idx())
+    }
+
+    fn set_proxy_idx(&self, ver: &RegionVerId, idx: Option<usize>) {
+        self.with_region(ver, |r| r.set_proxy_idx(idx));
     }
 
     fn schedule_reload(&self, ver: &RegionVerId) {

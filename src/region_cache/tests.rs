@@ -751,3 +751,324 @@ async fn lookups_share_snapshots() {
         Some((Vec::new(), Vec::new()))
     );
 }
+
+// ----- store health and liveness through the region cache (HS-3, SC-10) -----
+
+/// The store's labels as the mock cluster's `(key, value)` pairs.
+fn label_pairs(snap: &tikv_layers::locate::StoreSnapshot) -> Vec<(String, String)> {
+    snap.labels
+        .iter()
+        .map(|l| (l.key.clone(), l.value.clone()))
+        .collect()
+}
+
+fn as_refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// A liveness answer tests flip, for one store; every other store is reachable (the
+/// scripted `setMockRequestLiveness` of client-go's tests).
+fn scripted_prober(
+    store: u64,
+    answer: Arc<std::sync::atomic::AtomicU8>,
+) -> Arc<dyn crate::store_cache::LivenessProber> {
+    use std::sync::atomic::Ordering;
+    Arc::new(crate::store_cache::FnProber(
+        move |t: &crate::store_cache::ProbeTarget| {
+            if t.store_id == store {
+                Liveness::from_u8(answer.load(Ordering::SeqCst))
+            } else {
+                Liveness::Reachable
+            }
+        },
+    ))
+}
+
+/// Client-go's `Eventually(cond, 3s, 1s)` under paused time.
+async fn eventually_within_3s(cond: impl Fn() -> bool) -> bool {
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if cond() {
+            return true;
+        }
+    }
+    false
+}
+
+use tikv_layers::locate::Liveness;
+
+// client-go: T-LOCATE-045 testRegionCacheSuite.TestRegionCacheHandleHealthStatus
+#[tokio::test(start_paused = true)]
+async fn region_cache_handle_health_status() {
+    use tikv_proto::kvrpcpb::HealthFeedback;
+    let s = Suite::new();
+    s.locate(b"k").await;
+    let stores = s.cache.stores();
+    let store1 = stores.get(s.store1).expect("store1");
+    assert!(!store1.health().is_slow());
+    let feedback = |seq, score| HealthFeedback {
+        store_id: s.store1,
+        feedback_seq_no: seq,
+        slow_score: score,
+    };
+    let a_second_ago = || {
+        tokio::time::Instant::now()
+            .checked_sub(std::time::Duration::from_secs(1))
+            .expect("instant")
+    };
+
+    stores.on_health_feedback(&feedback(1, 100));
+    assert!(store1.health().is_slow());
+    assert_eq!(store1.health().detail().tikv_side_slow_score, 100);
+
+    // Too soon after the previous update: ignored.
+    stores.on_health_feedback(&feedback(2, 90));
+    assert_eq!(store1.health().detail().tikv_side_slow_score, 100);
+
+    store1.health().set_tikv_last_update(a_second_ago());
+    stores.on_health_feedback(&feedback(3, 90));
+    assert_eq!(store1.health().detail().tikv_side_slow_score, 90);
+
+    store1.health().set_tikv_last_update(a_second_ago());
+    stores.on_health_feedback(&feedback(4, 50));
+    assert!(!store1.health().is_slow());
+    assert_eq!(store1.health().detail().tikv_side_slow_score, 50);
+
+    // Store 2 is never affected by store 1's feedback.
+    let store2 = stores.get(s.store2).expect("store2");
+    assert!(store2.health().detail().tikv_side_slow_score <= 1);
+    assert!(!store2.health().is_slow());
+}
+
+// client-go: T-LOCATE-042 testRegionCacheSuite.TestHealthCheckWithAddressChange
+#[tokio::test(start_paused = true)]
+async fn health_check_with_address_change() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let s = Suite::new();
+    s.locate(b"a").await;
+    let stores = s.cache.stores().clone();
+    let store1 = stores.get(s.store1).expect("store1");
+    assert_eq!(store1.state(), ResolveState::Resolved);
+
+    let store1_liveness = Arc::new(AtomicU8::new(Liveness::Unreachable as u8));
+    stores.set_prober(scripted_prober(s.store1, store1_liveness.clone()));
+
+    stores.set_liveness(s.store1, Liveness::Unreachable);
+    stores.start_health_check_loop(store1.clone(), std::time::Duration::from_secs(1));
+
+    let new_addr = format!("{}0", store1.snapshot().addr);
+    let labels = label_pairs(&store1.snapshot());
+    s.cluster
+        .update_store_addr(s.store1, &new_addr, &as_refs(&labels))
+        .expect("update addr");
+
+    let again = stores.get(s.store1).expect("store1");
+    assert!(Arc::ptr_eq(&store1, &again), "the same store object");
+    assert_ne!(store1.liveness(), Liveness::Reachable);
+
+    store1_liveness.store(Liveness::Reachable as u8, Ordering::SeqCst);
+    assert!(
+        eventually_within_3s(|| store1.state() == ResolveState::Resolved
+            && store1.liveness() == Liveness::Reachable
+            && store1.snapshot().addr == new_addr)
+        .await
+    );
+}
+
+// client-go: T-LOCATE-062 testRegionCacheSuite.TestIssue1401
+#[tokio::test(start_paused = true)]
+async fn issue_1401_unreachable_store_with_new_labels() {
+    let s = Suite::new();
+    s.locate(b"a").await;
+    let stores = s.cache.stores().clone();
+    let store1 = stores.get(s.store1).expect("store1");
+    assert_eq!(store1.state(), ResolveState::Resolved);
+
+    let mut labels = label_pairs(&store1.snapshot());
+    labels.push(("host".into(), "0.0.0.0:20161".into()));
+    s.cluster
+        .update_store_addr(s.store1, &store1.snapshot().addr, &as_refs(&labels))
+        .expect("update labels");
+
+    // Unreachable and waiting for a re-resolve.
+    stores.set_liveness(s.store1, Liveness::Unreachable);
+    stores.mark_store_need_check(&store1);
+    assert_eq!(store1.state(), ResolveState::NeedCheck);
+
+    stores.set_prober(Arc::new(crate::store_cache::FnProber(|_: &_| {
+        Liveness::Reachable
+    })));
+    stores.start_health_check_loop(store1.clone(), std::time::Duration::from_secs(30));
+
+    // What the re-resolve loop does on a need-check event.
+    stores.check_and_resolve(false).await;
+
+    let again = stores.get(s.store1).expect("store1");
+    assert!(Arc::ptr_eq(&store1, &again), "the same store object");
+    assert!(
+        eventually_within_3s(
+            || store1.state() == ResolveState::Resolved && store1.liveness() == Liveness::Reachable
+        )
+        .await
+    );
+    assert_eq!(again.snapshot().label_value("host"), Some("0.0.0.0:20161"));
+}
+
+// client-go: T-LOCATE-063 testRegionCacheSuite.TestStoreRestartWithNewLabels
+#[tokio::test(start_paused = true)]
+async fn store_restart_with_new_labels() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use tikv_layers::CmdType;
+    use tikv_layers::replica::{
+        ReadFlags, RegionServices, ReplicaSelector, SelectorConfig, SelectorOptions,
+    };
+    use tikv_layers::request::ReplicaReadType;
+
+    let s = Suite::new();
+    let loc = s.locate(b"a").await;
+    let stores = s.cache.stores().clone();
+    let store1 = stores.get(s.store1).expect("store1");
+    assert_eq!(store1.state(), ResolveState::Resolved);
+
+    // Up, then down.
+    stores.set_liveness(s.store1, Liveness::Reachable);
+    assert_eq!(store1.liveness(), Liveness::Reachable);
+    let store1_liveness = Arc::new(AtomicU8::new(Liveness::Unreachable as u8));
+    stores.set_prober(scripted_prober(s.store1, store1_liveness.clone()));
+    stores.set_liveness(s.store1, Liveness::Unreachable);
+    assert_eq!(store1.liveness(), Liveness::Unreachable);
+    stores.start_health_check_loop(store1.clone(), std::time::Duration::from_secs(1));
+
+    // A selector built while the store is down.
+    let svc = RegionServices {
+        locator: Arc::new(s.cache.clone()),
+        stores: Arc::new(stores.clone()),
+    };
+    let flags = ReadFlags {
+        replica_read: false,
+        stale_read: false,
+        busy_threshold_ms: 0,
+        read_type: ReplicaReadType::Leader,
+    };
+    let selector = ReplicaSelector::new(
+        svc.clone(),
+        loc.ver,
+        CmdType::Get,
+        flags,
+        SelectorOptions::default(),
+        SelectorConfig::default(),
+    )
+    .expect("selector");
+    let replica = selector
+        .replicas()
+        .iter()
+        .find(|r| r.peer.store_id == s.store1)
+        .expect("replica on store 1");
+    assert_eq!(
+        svc.stores.liveness(replica.peer.store_id),
+        Liveness::Unreachable
+    );
+
+    // The store restarts at the same address with a new label.
+    let mut labels = label_pairs(&store1.snapshot());
+    labels.push(("zone".into(), "zone1".into()));
+    s.cluster
+        .update_store_addr(s.store1, &store1.snapshot().addr, &as_refs(&labels))
+        .expect("update labels");
+    store1_liveness.store(Liveness::Reachable as u8, Ordering::SeqCst);
+    stores.mark_store_need_check(&store1);
+    stores.check_and_resolve(false).await;
+    assert_eq!(store1.state(), ResolveState::Resolved);
+    assert_eq!(store1.snapshot().label_value("zone"), Some("zone1"));
+    assert!(eventually_within_3s(|| store1.liveness() == Liveness::Reachable).await);
+
+    // The selector's replica still names the same store object, now reachable.
+    assert!(Arc::ptr_eq(
+        &store1,
+        &stores.get(replica.peer.store_id).expect("store1")
+    ));
+    assert_eq!(
+        svc.stores.liveness(replica.peer.store_id),
+        Liveness::Reachable
+    );
+}
+
+// ----- hooks the replica selector uses (RS-1, RS-15, RS-20) -----
+
+#[tokio::test]
+async fn invalidated_region_stays_visible_to_its_selector() {
+    let s = Suite::new();
+    let r = s.locate(b"a").await;
+    assert_eq!(Suite::leader_store(&r), s.store1);
+    s.cache.invalidate_region(&r.ver, InvalidReason::Other);
+    assert!(s.cache.cached_region(&r.ver).is_none(), "invalid");
+    let any = s.cache.cached_region_any(&r.ver).expect("still cached");
+    assert_eq!(any.ver, r.ver);
+
+    // A leader switch after the invalidation is visible through the same version.
+    let follower = *any
+        .region
+        .peers
+        .iter()
+        .find(|p| p.store_id == s.store2)
+        .expect("follower");
+    assert!(s.cache.switch_leader(&r.ver, &follower));
+    let any = s.cache.cached_region_any(&r.ver).expect("still cached");
+    assert_eq!(Suite::leader_store(&any), s.store2);
+    assert_eq!(
+        any.tikv_peers[any.work_tikv_idx],
+        any.region
+            .peers
+            .iter()
+            .position(|p| p.id == follower.id)
+            .expect("pos")
+    );
+
+    // A reload with the same epoch replaces the object under the same version, valid again
+    // and led by PD's leader.
+    let fresh = s.locate(b"a").await;
+    assert_eq!(fresh.ver, r.ver);
+    let now = s.cache.cached_region(&r.ver).expect("valid again");
+    assert_eq!(Suite::leader_store(&now), s.store1);
+}
+
+#[tokio::test]
+async fn proxy_index_lives_with_the_region_object() {
+    let s = Suite::new();
+    let r = s.locate(b"a").await;
+    assert_eq!(s.cache.proxy_idx(&r.ver), None);
+    s.cache.set_proxy_idx(&r.ver, Some(1));
+    assert_eq!(s.cache.proxy_idx(&r.ver), Some(1));
+
+    // Leader switches and invalidation keep it (it belongs to the region object).
+    let follower = *r
+        .region
+        .peers
+        .iter()
+        .find(|p| p.store_id == s.store2)
+        .expect("follower");
+    assert!(s.cache.switch_leader(&r.ver, &follower));
+    assert_eq!(s.cache.proxy_idx(&r.ver), Some(1));
+    s.cache.invalidate_region(&r.ver, InvalidReason::Other);
+    assert_eq!(s.cache.proxy_idx(&r.ver), Some(1));
+    s.cache.set_proxy_idx(&r.ver, None);
+    assert_eq!(s.cache.proxy_idx(&r.ver), None);
+    s.cache.set_proxy_idx(&r.ver, Some(0));
+
+    // A reloaded region starts without a proxy (client-go's `newRegion`: -1).
+    s.locate(b"a").await;
+    assert_eq!(s.cache.proxy_idx(&r.ver), None);
+
+    // Unknown versions: nothing remembered, nothing set.
+    let unknown = RegionVerId {
+        id: 12345,
+        conf_ver: 1,
+        ver: 1,
+    };
+    s.cache.set_proxy_idx(&unknown, Some(1));
+    assert_eq!(s.cache.proxy_idx(&unknown), None);
+    assert!(s.cache.cached_region_any(&unknown).is_none());
+}

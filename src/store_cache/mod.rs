@@ -1,23 +1,70 @@
 //! The store cache: one [`Store`] per store id, resolved lazily from PD, with its resolve
-//! state, fail epoch and liveness (client-go's `internal/locate/store_cache.go`, SC-1 ..
-//! SC-13 of `shared/spec/request-path.md`).
+//! state, fail epoch, liveness, health and load (client-go's
+//! `internal/locate/store_cache.go` and `slow_score.go`; SC-1 .. SC-17 and HS-1 .. HS-6 of
+//! `shared/spec/request-path.md`).
 //!
-//! It implements the layers' [`StoreResolver`]. Lookups return `Arc` handles; the
-//! per-store PD fetch is serialized by an async mutex, and no lock is held across any other
-//! await.
+//! It implements the layers' [`StoreResolver`]: the replica selector and the send loop read
+//! liveness, slowness and estimated wait from here and feed back send failures, busy
+//! answers and RPC durations. Lookups return `Arc` handles; the per-store PD fetch is
+//! serialized by an async mutex, and no lock is held across any other await.
+//!
+//! The pieces:
+//!
+//! - resolve states, fail epochs and re-resolution (SC-3 .. SC-8) in this file;
+//! - liveness probing and the per-store health-check loop (SC-9 .. SC-11), with a
+//!   pluggable [`LivenessProber`] (see [Liveness](#liveness) below);
+//! - the client-side slow score (HS-2, [`SlowScoreStat`]) and the store health status
+//!   (HS-1, HS-3, HS-4, [`StoreHealthStatus`]), ticked by [`StoreCache::tick_health`] every
+//!   15 s from the [`Cluster`](crate::cluster::Cluster)'s loop, and fed by TiKV's health
+//!   feedback through the transport's [`EventListener`](crate::transport::EventListener);
+//! - load stats (SC-17), prefer-leader flow counters (HS-6) and the per-store token limit
+//!   (SC-16, [`StoreCache::try_acquire_token`]).
+//!
+//! # Liveness
+//!
+//! [`StoreResolver::probe_liveness`] is client-go's
+//! `requestLivenessAndStartHealthCheckLoopIfNeeded`: probe now; if a TiKV store does not
+//! answer, mark it and start a loop that re-probes it every second until it does. Background
+//! loops stop when [`StoreCache::close`] is called or the cache is dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use futures_core::future::BoxFuture;
 use tikv_layers::backoff::{BackoffKind, Backoffer};
 use tikv_layers::locate::{Liveness, StoreResolver, StoreSnapshot, StoreType};
 use tikv_layers::{Error, ErrorDetail, Result};
-use tikv_proto::metapb;
+use tikv_proto::{kvrpcpb, metapb};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::pd::{RegionMetaClient, RegionOptions, is_store_not_found};
+
+mod health;
+mod liveness;
+pub mod metrics;
+mod slow_score;
+#[cfg(all(test, feature = "mock"))]
+mod tests;
+
+pub use health::{
+    HealthFeedbackRequester, HealthStatusDetail, ReplicaFlow, StoreHealthStatus,
+    TIKV_SLOW_SCORE_ACTIVE_UPDATE_INTERVAL, TIKV_SLOW_SCORE_DECAY_PER_SEC,
+    TIKV_SLOW_SCORE_THRESHOLD, TIKV_SLOW_SCORE_UPDATE_INTERVAL, transport_feedback_requester,
+};
+pub use liveness::{
+    FnProber, GrpcHealthProber, GrpcProberConfig, HEALTH_CHECK_INTERVAL, LivenessProber,
+    ProbeTarget, STORE_RE_RESOLVE_INTERVAL,
+};
+pub use slow_score::{
+    CountSlidingWindow, SLOW_SCORE_INIT, SLOW_SCORE_MAX, SLOW_SCORE_THRESHOLD, SlowScoreStat,
+    is_slow_score,
+};
+
+use self::metrics as m;
 
 /// Resolve states of a store (client-go's `resolveState`, SC-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +113,13 @@ fn same_labels(a: &[metapb::StoreLabel], b: &[metapb::StoreLabel]) -> bool {
             .all(|w| a.iter().any(|l| l.key == w.key && l.value == w.value))
 }
 
+/// The last `ServerIsBusy` load report of a store (client-go's `storeLoadStats`, SC-17).
+#[derive(Debug, Clone, Copy)]
+struct LoadStats {
+    estimated_wait: Duration,
+    updated_at: Instant,
+}
+
 /// One store (client-go's `Store`, SC-1). Never replaced for the life of the cache; its
 /// metadata is swapped in place.
 #[derive(Debug)]
@@ -74,8 +128,14 @@ pub struct Store {
     meta: RwLock<Arc<StoreSnapshot>>,
     state: AtomicU8,
     epoch: AtomicU32,
+    /// Non-reachable also means "a health-check loop is running" (SC-10).
     liveness: AtomicU8,
+    unreachable_since: Mutex<Option<Instant>>,
     resolve_lock: tokio::sync::Mutex<()>,
+    health: StoreHealthStatus,
+    load: Mutex<Option<LoadStats>>,
+    tokens: AtomicU64,
+    flows: [AtomicU64; 2],
 }
 
 impl Store {
@@ -89,7 +149,12 @@ impl Store {
             state: AtomicU8::new(ResolveState::Unresolved as u8),
             epoch: AtomicU32::new(0),
             liveness: AtomicU8::new(Liveness::Reachable as u8),
+            unreachable_since: Mutex::new(None),
             resolve_lock: tokio::sync::Mutex::new(()),
+            health: StoreHealthStatus::new(id),
+            load: Mutex::new(None),
+            tokens: AtomicU64::new(0),
+            flows: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -116,6 +181,62 @@ impl Store {
     /// The last known liveness.
     pub fn liveness(&self) -> Liveness {
         Liveness::from_u8(self.liveness.load(Ordering::Acquire))
+    }
+
+    /// When the store was last found unreachable by a probe that started a health-check
+    /// loop (`unreachableSince`).
+    pub fn unreachable_since(&self) -> Option<Instant> {
+        *self
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The store's health status (HS-1; client-go's `GetHealthStatus`).
+    pub fn health(&self) -> &StoreHealthStatus {
+        &self.health
+    }
+
+    /// Applies health feedback TiKV sent about this store (`recordHealthFeedback`, HS-3).
+    /// The feedback sequence number is not used, as in client-go.
+    pub fn record_health_feedback(&self, feedback: &kvrpcpb::HealthFeedback) {
+        self.health
+            .update_tikv_side(i64::from(feedback.slow_score), Instant::now());
+    }
+
+    /// Records a `ServerIsBusy` answer's estimated wait, now (`updateServerLoadStats`,
+    /// SC-17).
+    pub fn update_server_load_stats(&self, estimated_wait_ms: u32) {
+        *self.load.lock().unwrap_or_else(|e| e.into_inner()) = Some(LoadStats {
+            estimated_wait: Duration::from_millis(u64::from(estimated_wait_ms)),
+            updated_at: Instant::now(),
+        });
+    }
+
+    /// How long a request would still queue on the store: the last reported wait minus the
+    /// time since it was reported, never negative (`EstimatedWaitTime`, SC-17).
+    pub fn estimated_wait(&self) -> Duration {
+        let Some(stats) = *self.load.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return Duration::ZERO;
+        };
+        stats
+            .estimated_wait
+            .saturating_sub(stats.updated_at.elapsed())
+    }
+
+    /// Attempts currently holding one of the store's tokens (SC-16).
+    pub fn token_count(&self) -> u64 {
+        self.tokens.load(Ordering::Acquire)
+    }
+
+    /// Counts one prefer-leader selection of this store (`recordReplicaFlowsStats`, HS-6).
+    pub fn record_replica_flow(&self, flow: ReplicaFlow) {
+        self.flows[flow as usize].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The selections counted since the last report (`getReplicaFlowsStats`, HS-6).
+    pub fn replica_flows(&self, flow: ReplicaFlow) -> u64 {
+        self.flows[flow as usize].load(Ordering::Acquire)
     }
 
     /// `changeResolveStateTo` (SC-3): succeeds when the state already is `to`.
@@ -172,11 +293,51 @@ impl Store {
     }
 }
 
+/// An acquired store token (SC-16); the token returns to the store when this is dropped
+/// (client-go's `releaseStoreToken`).
+#[derive(Debug)]
+pub struct StoreToken {
+    store: Arc<Store>,
+}
+
+impl StoreToken {
+    /// The store the token belongs to.
+    pub fn store_id(&self) -> u64 {
+        self.store.id
+    }
+}
+
+impl Drop for StoreToken {
+    fn drop(&mut self) {
+        let released = self
+            .store
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !released {
+            tracing::warn!(
+                store = self.store.id,
+                "release store token failed, count is 0"
+            );
+        }
+    }
+}
+
 struct Inner {
     pd: Arc<dyn RegionMetaClient>,
     stores: RwLock<HashMap<u64, Arc<Store>>>,
     need_check_tx: mpsc::Sender<()>,
     need_check_rx: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
+    liveness: RwLock<liveness::LivenessSettings>,
+    feedback_requester: RwLock<Option<HealthFeedbackRequester>>,
+    /// Stops the health-check loops.
+    cancel: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
 }
 
 /// The store cache (client-go's `storeCacheImpl`). Cheap to clone.
@@ -202,8 +363,106 @@ impl StoreCache {
                 stores: RwLock::new(HashMap::new()),
                 need_check_tx: tx,
                 need_check_rx: std::sync::Mutex::new(Some(rx)),
+                liveness: RwLock::new(liveness::LivenessSettings::default()),
+                feedback_requester: RwLock::new(None),
+                cancel: CancellationToken::new(),
             }),
         }
+    }
+
+    /// Stops every health-check loop and keeps new ones from running (client-go's
+    /// `RegionCache.Close` stopping its background runner). Idempotent.
+    pub fn close(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Installs the callback the health tick uses to ask a store for fresh feedback
+    /// (client-go's `WithRequestHealthFeedbackCallback`); see
+    /// [`transport_feedback_requester`].
+    pub fn set_health_feedback_requester(&self, requester: Option<HealthFeedbackRequester>) {
+        *self
+            .inner
+            .feedback_requester
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = requester;
+    }
+
+    /// Routes TiKV's health feedback to its store (client-go's `onHealthFeedback`, HS-3);
+    /// feedback about a store the cache does not know is dropped.
+    pub fn on_health_feedback(&self, feedback: &kvrpcpb::HealthFeedback) {
+        match self.get(feedback.store_id) {
+            Some(s) => s.record_health_feedback(feedback),
+            None => tracing::info!(
+                store = feedback.store_id,
+                "dropped health feedback of an unknown store"
+            ),
+        }
+    }
+
+    /// The health tick of every store (client-go's `checkAndUpdateStoreHealthStatus`, HS-4),
+    /// run every 15 s by the cluster's loop; publishes both slow scores per store.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: stores not yet ticked are simply skipped this round.
+    pub async fn tick_health(&self, now: Instant) {
+        let requester = self
+            .inner
+            .feedback_requester
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for store in self.filter(|_| true) {
+            store.health.tick(now, &store, requester.as_ref()).await;
+            let detail = store.health.detail();
+            let id = store.id.to_string();
+            ::metrics::gauge!(m::STORE_SLOW_SCORE, "store" => id.clone())
+                .set(detail.client_side_slow_score as f64);
+            ::metrics::gauge!(m::FEEDBACK_SLOW_SCORE, "store" => id)
+                .set(detail.tikv_side_slow_score as f64);
+        }
+    }
+
+    /// Publishes and resets every store's prefer-leader flow counters (client-go's
+    /// `reportStoreReplicaFlows`, HS-6), run every 30 s by the cluster's loop.
+    pub fn report_replica_flows(&self) {
+        for store in self.filter(|_| true) {
+            for flow in ReplicaFlow::ALL {
+                let n = store.flows[flow as usize].swap(0, Ordering::AcqRel);
+                ::metrics::gauge!(m::PREFER_LEADER_FLOWS, "type" => flow.as_str(), "store" => store.id.to_string())
+                    .set(n as f64);
+            }
+        }
+    }
+
+    /// Counts one prefer-leader selection of `store_id` (HS-6); unknown stores are ignored.
+    pub fn record_replica_flow(&self, store_id: u64, flow: ReplicaFlow) {
+        if let Some(s) = self.get(store_id) {
+            s.record_replica_flow(flow);
+        }
+    }
+
+    /// Takes one of `store_id`'s tokens for an attempt (client-go's `getStoreToken`, SC-16):
+    /// fails with [`ErrorDetail::TokenLimit`] when `limit` tokens are out (no waiting).
+    /// Callers only ask when the configured `store_limit` is above 0. Like client-go the
+    /// limit is soft: the check and the increment are separate steps.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorDetail::TokenLimit`] naming the store.
+    pub fn try_acquire_token(&self, store_id: u64, limit: u64) -> Result<StoreToken> {
+        let store = self.get_or_insert(store_id);
+        if store.tokens.load(Ordering::Acquire) < limit {
+            store.tokens.fetch_add(1, Ordering::AcqRel);
+            return Ok(StoreToken { store });
+        }
+        ::metrics::counter!(m::STORE_LIMIT_ERRORS, "store" => store_id.to_string()).increment(1);
+        Err(Error::new(ErrorDetail::TokenLimit { store_id }))
     }
 
     /// The cached store, if any (`get`).
@@ -403,6 +662,56 @@ impl StoreResolver for StoreCache {
     fn set_liveness(&self, store_id: u64, liveness: Liveness) {
         if let Some(s) = self.get(store_id) {
             s.liveness.store(liveness as u8, Ordering::Release);
+            liveness::update_liveness_gauge(&s);
         }
+    }
+
+    fn is_resolved(&self, store_id: u64) -> bool {
+        self.get(store_id)
+            .is_some_and(|s| s.state() == ResolveState::Resolved)
+    }
+
+    fn probe_liveness(&self, store_id: u64) -> BoxFuture<'static, Liveness> {
+        let Some(store) = self.get(store_id) else {
+            return Box::pin(std::future::ready(Liveness::Unknown));
+        };
+        let this = self.clone();
+        Box::pin(async move { this.probe_store_liveness(&store).await })
+    }
+
+    fn is_slow(&self, store_id: u64) -> bool {
+        self.get(store_id).is_some_and(|s| s.health.is_slow())
+    }
+
+    fn mark_slow(&self, store_id: u64) {
+        if let Some(s) = self.get(store_id) {
+            s.health.mark_already_slow();
+        }
+    }
+
+    fn record_rpc_duration(&self, store_id: u64, d: Duration) {
+        if let Some(s) = self.get(store_id) {
+            s.health.record_client_side(d);
+        }
+    }
+
+    fn estimated_wait(&self, store_id: u64) -> Duration {
+        self.get(store_id)
+            .map_or(Duration::ZERO, |s| s.estimated_wait())
+    }
+
+    fn record_server_busy(&self, store_id: u64, estimated_wait_ms: u32) {
+        if let Some(s) = self.get(store_id) {
+            s.update_server_load_stats(estimated_wait_ms);
+        }
+    }
+}
+
+/// The cache listens to the transport's store events (client-go's
+/// `regionCacheClientEventListener`): install it with
+/// [`Transport::set_event_listener`](crate::transport::Transport::set_event_listener).
+impl crate::transport::EventListener for StoreCache {
+    fn on_health_feedback(&self, feedback: &kvrpcpb::HealthFeedback) {
+        StoreCache::on_health_feedback(self, feedback);
     }
 }

@@ -226,31 +226,21 @@ impl ErrConn {
     }
 }
 
-/// The per-attempt timeout client-go's callers use for `cmd` (TP-10): 60 s
-/// (`ReadTimeoutMedium`) for batch get, scans, delete range and unsafe destroy range, the
-/// configured coprocessor timeout for coprocessor and MPP calls, 2 s for the health
-/// feedback request and 30 s (`ReadTimeoutShort`) for everything else.
+/// The per-attempt timeout client-go's callers use for `cmd` (TP-10).
+///
+/// The rule lives in [`tikv_layers::timeout::DefaultTimeoutPolicy`] (shared with the
+/// pipeline's `timeout` layer); this builds that policy from the client's constants and the
+/// configured coprocessor timeout: 60 s (`ReadTimeoutMedium`) for batch gets, scans, scan
+/// lock and delete range, `copr_req_timeout` for coprocessor and MPP calls, 2 s for the
+/// health feedback request, 5 minutes for `UnsafeDestroyRange` and 30 s
+/// (`ReadTimeoutShort`) for everything else, raw commands included.
 pub fn default_timeout(cmd: CmdType, cfg: &TikvClientConfig) -> Duration {
-    use CmdType as C;
-    match cmd {
-        C::BatchGet
-        | C::BufferBatchGet
-        | C::Scan
-        | C::ScanLock
-        | C::DeleteRange
-        | C::UnsafeDestroyRange
-        | C::RawScan
-        | C::RawDeleteRange => READ_TIMEOUT_MEDIUM,
-        C::Cop
-        | C::CopStream
-        | C::BatchCop
-        | C::MppTask
-        | C::MppConn
-        | C::MppCancel
-        | C::MppAlive => cfg.copr_req_timeout,
-        C::GetHealthFeedback => HEALTH_FEEDBACK_TIMEOUT,
-        _ => READ_TIMEOUT_SHORT,
-    }
+    tikv_layers::timeout::DefaultTimeoutPolicy::new()
+        .with_short(READ_TIMEOUT_SHORT)
+        .with_medium(READ_TIMEOUT_MEDIUM)
+        .with_coprocessor(cfg.copr_req_timeout)
+        .with_health_feedback(HEALTH_FEEDBACK_TIMEOUT)
+        .timeout_for(cmd)
 }
 
 /// How many read and write RPCs a completed request counts for RU v2 accounting (client-go

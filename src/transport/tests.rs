@@ -371,3 +371,32 @@ fn err_conn() {
     let d = ErrConn::wrap(ErrorDetail::Canceled.into(), "x", 1);
     assert_ne!(ErrConn::of(&d), Some(c));
 }
+
+#[test]
+fn default_timeout_follows_the_layers_policy() {
+    use tikv_layers::CmdType;
+    use tikv_layers::timeout::DefaultTimeoutPolicy;
+
+    let cfg =
+        crate::config::TikvClientConfig::default().with_copr_req_timeout(Duration::from_secs(7));
+    let policy = DefaultTimeoutPolicy::new().with_coprocessor(Duration::from_secs(7));
+    for cmd in CmdType::ALL {
+        assert_eq!(
+            super::default_timeout(*cmd, &cfg),
+            policy.timeout_for(*cmd),
+            "{cmd}"
+        );
+    }
+    assert_eq!(
+        super::default_timeout(CmdType::Get, &cfg),
+        crate::config::READ_TIMEOUT_SHORT
+    );
+    assert_eq!(
+        super::default_timeout(CmdType::Scan, &cfg),
+        crate::config::READ_TIMEOUT_MEDIUM
+    );
+    assert_eq!(
+        super::default_timeout(CmdType::Cop, &cfg),
+        Duration::from_secs(7)
+    );
+}

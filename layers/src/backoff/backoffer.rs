@@ -14,6 +14,7 @@ use tikv_proto::errorpb;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorDetail, MISMATCH_CLUSTER_ID, Result};
+use crate::metrics::names::{BACKOFF_SECONDS, labels};
 
 use super::MAX_RECORD_BACKOFF_ERR_COUNT;
 use super::kind::{BackoffConfig, BackoffKind, excluded_limit_ms};
@@ -321,6 +322,9 @@ impl Backoffer {
         };
         stat.sleep_ms = stat.sleep_ms.saturating_add(slept);
         stat.times += 1;
+        // client-go observes the kind's backoff histogram after every sleep, before the
+        // kill check, with 0 for a sleep cut short by cancellation.
+        observe_sleep(&plan.name, slept);
         self.check_killed()?;
         tracing::debug!(
             kind = %plan.name,
@@ -668,6 +672,21 @@ impl fmt::Display for Backoffer {
             f.write_str(c.name())?;
         }
         f.write_str("])")
+    }
+}
+
+/// Observes one sleep in [`BACKOFF_SECONDS`] (client-go's `TiKVBackoffHistogram`), under
+/// client-go's `type` label for the kind ([`labels::backoff_type`]); a custom kind is
+/// labelled with its own name, since client-go would observe its own metric for it.
+fn observe_sleep(name: &str, slept_ms: u64) {
+    let seconds = Duration::from_millis(slept_ms).as_secs_f64();
+    match labels::backoff_type_of(name) {
+        Some(label) => {
+            ::metrics::histogram!(BACKOFF_SECONDS, labels::TYPE => label).record(seconds);
+        }
+        None => {
+            ::metrics::histogram!(BACKOFF_SECONDS, labels::TYPE => name.to_owned()).record(seconds);
+        }
     }
 }
 

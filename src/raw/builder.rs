@@ -1,0 +1,196 @@
+//! Building a raw client (client-go's `rawkv.NewClientWithOpts`, RAW-1/RAW-2).
+
+use tikv_layers::api_codec::{Codec, Mode};
+use tikv_layers::{Error, ErrorDetail, Result, RpcRequest, RpcResponse};
+use tower::{Layer, Service};
+
+use super::{Client, MAX_RAW_SCAN_LIMIT};
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::pd::{KeyMode, PdClient, PdClientOptions};
+use crate::pipeline::{BoxedStage, PipelineBuilder, Stage};
+
+/// Which key layout the client speaks (client-go's `kvrpcpb.APIVersion` for raw clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ApiVersion {
+    /// API V1 (and V1TTL): keys as given.
+    #[default]
+    V1,
+    /// API V2: keys live in a keyspace, behind its 4-byte prefix.
+    V2,
+}
+
+/// Builds a [`Client`]; see [`Client::builder`].
+#[derive(Debug, Default)]
+pub struct ClientBuilder {
+    pd_endpoints: Vec<String>,
+    config: Config,
+    api_version: ApiVersion,
+    keyspace: Option<String>,
+    pipeline: PipelineBuilder,
+    has_transport: bool,
+    max_scan_limit: Option<u32>,
+    #[cfg(feature = "mock")]
+    embedded: Option<crate::mock::Mock>,
+}
+
+impl ClientBuilder {
+    /// A builder with the default configuration and API V1.
+    pub fn new() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The PD endpoints (`host:port`, with or without a scheme).
+    pub fn pd_endpoints<S: AsRef<str>>(mut self, endpoints: &[S]) -> Self {
+        self.pd_endpoints = endpoints.iter().map(|s| s.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// The client configuration (timeouts, TLS, connection pool, ...).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The API version (client-go's `WithAPIVersion`; default V1).
+    pub fn api_version(mut self, v: ApiVersion) -> Self {
+        self.api_version = v;
+        self
+    }
+
+    /// The keyspace of an API V2 client (client-go's `WithKeyspace`; default `DEFAULT`).
+    pub fn keyspace(mut self, name: impl Into<String>) -> Self {
+        self.keyspace = Some(name.into());
+        self
+    }
+
+    /// The largest scan limit accepted (client-go's `MaxRawKVScanLimit`, default 10 240).
+    pub fn max_scan_limit(mut self, limit: u32) -> Self {
+        self.max_scan_limit = Some(limit);
+        self
+    }
+
+    /// Adds a user layer to the request pipeline at `at`.
+    pub fn layer<L>(mut self, at: Stage, layer: L) -> Self
+    where
+        L: Layer<BoxedStage> + Send + Sync + 'static,
+        L::Service: Service<RpcRequest, Response = RpcResponse, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<RpcRequest>>::Future: Send + 'static,
+    {
+        self.pipeline = self.pipeline.layer(at, layer);
+        self
+    }
+
+    /// Adds a named RPC interceptor (same name replaces, as client-go's chain does).
+    pub fn interceptor(
+        mut self,
+        name: &'static str,
+        interceptor: impl tikv_layers::interceptor::Interceptor,
+    ) -> Self {
+        self.pipeline = self.pipeline.interceptor(name, interceptor);
+        self
+    }
+
+    /// Replaces the terminal service (the tonic transport): a recording fake, a chaos
+    /// wrapper, another client's transport.
+    pub fn transport<T>(mut self, transport: T) -> Self
+    where
+        T: Service<RpcRequest, Response = RpcResponse, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        T::Future: Send + 'static,
+    {
+        self.pipeline = self.pipeline.transport(transport);
+        self.has_transport = true;
+        self
+    }
+
+    /// Runs over the embedded mock cluster `mock` in process (its PD and its TiKV face):
+    /// no sockets. PD endpoints are ignored.
+    #[cfg(feature = "mock")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+    pub fn embedded(mut self, mock: crate::mock::Mock) -> Self {
+        self.embedded = Some(mock);
+        self
+    }
+
+    /// Connects and assembles the client.
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration, an unreachable PD, an unknown or disabled keyspace.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a dropped build stops everything it started.
+    pub async fn build(self) -> Result<Client> {
+        self.config.validate()?;
+        let keyspace = self
+            .keyspace
+            .clone()
+            .unwrap_or_else(|| "DEFAULT".to_owned());
+        #[cfg(feature = "mock")]
+        if let Some(mock) = self.embedded.clone() {
+            let codec = match self.api_version {
+                ApiVersion::V1 => Codec::v1(Mode::Raw),
+                ApiVersion::V2 => {
+                    let meta = mock.pd().keyspace_by_name(&keyspace).ok_or_else(|| {
+                        Error::from(ErrorDetail::InvalidArgument(format!(
+                            "keyspace {keyspace} not found"
+                        )))
+                    })?;
+                    Codec::v2(Mode::Raw, Some(meta))?
+                }
+            };
+            let mode = KeyMode::from_codec(&codec)?;
+            let cluster = Cluster::embedded(&mock, mode, &self.config).await?;
+            let mut pipeline = self.pipeline;
+            if !self.has_transport {
+                pipeline = pipeline.transport(mock.tikv());
+            }
+            return finish(pipeline, cluster, codec, &self.config, self.max_scan_limit);
+        }
+        if self.pd_endpoints.is_empty() {
+            return Err(ErrorDetail::InvalidArgument("no PD endpoints given".into()).into());
+        }
+        let opts = PdClientOptions::from_config(&self.config).await?;
+        let pd = PdClient::connect(&self.pd_endpoints, opts).await?;
+        let codec = match self.api_version {
+            ApiVersion::V1 => Codec::v1(Mode::Raw),
+            ApiVersion::V2 => {
+                let meta = crate::pd::get_keyspace_meta(&pd, &keyspace).await?;
+                Codec::v2(Mode::Raw, Some(meta))?
+            }
+        };
+        let mode = KeyMode::from_codec(&codec)?;
+        let cluster = Cluster::from_pd(pd, mode, &self.config).await?;
+        let mut pipeline = self.pipeline;
+        if !self.has_transport {
+            let transport = crate::transport::Transport::from_config(&self.config).await?;
+            pipeline = pipeline.transport(transport);
+        }
+        finish(pipeline, cluster, codec, &self.config, self.max_scan_limit)
+    }
+}
+
+fn finish(
+    pipeline: PipelineBuilder,
+    cluster: Cluster,
+    codec: Codec,
+    config: &Config,
+    max_scan_limit: Option<u32>,
+) -> Result<Client> {
+    let pipeline = pipeline.api_codec(codec).config(config).build(&cluster)?;
+    Ok(Client::assemble(
+        cluster,
+        pipeline,
+        max_scan_limit.unwrap_or(MAX_RAW_SCAN_LIMIT),
+    ))
+}
