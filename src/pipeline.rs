@@ -78,6 +78,7 @@ pub struct PipelineBuilder {
     shard: DefaultShardPolicy,
     resolver: Option<Arc<dyn LockResolver>>,
     trace: TraceLayer,
+    store_limit: u64,
 }
 
 impl std::fmt::Debug for PipelineBuilder {
@@ -152,6 +153,7 @@ impl PipelineBuilder {
         self.timeouts =
             DefaultTimeoutPolicy::new().with_coprocessor(config.tikv_client.copr_req_timeout);
         self.forwarding = config.enable_forwarding;
+        self.store_limit = config.tikv_client.store_limit;
         let zone = config.zone_label.clone();
         self.local_zone = (!zone.is_empty()).then_some(zone);
         self
@@ -238,7 +240,8 @@ impl PipelineBuilder {
         // The region send loop: retry → route → replica → interceptors → attempt stage.
         let mut replica = ReplicaLayer::new(svc.clone())
             .forwarding(self.forwarding)
-            .deterministic(self.deterministic);
+            .deterministic(self.deterministic)
+            .store_limit(self.store_limit);
         if let Some(z) = &self.local_zone {
             replica = replica.local_zone(z.clone());
         }

@@ -374,6 +374,41 @@ pub trait StoreResolver: Send + Sync + 'static {
     /// Records a `ServerIsBusy` answer carrying `estimated_wait_ms` (SC-17
     /// `updateServerLoadStats`).
     fn record_server_busy(&self, _store_id: u64, _estimated_wait_ms: u32) {}
+
+    /// Counts one prefer-leader selection towards the leader or a follower (HS-6).
+    fn record_replica_flow(&self, _store_id: u64, _to_leader: bool) {}
+
+    /// Takes one of the store's in-flight tokens for an attempt (SC-16), never waiting:
+    /// the returned guard gives it back when dropped. The default has no limit.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorDetail::TokenLimit`](crate::ErrorDetail::TokenLimit) when `limit` tokens are
+    /// out.
+    fn acquire_store_token(&self, _store_id: u64, _limit: u64) -> Result<Option<StoreTokenGuard>> {
+        Ok(None)
+    }
+}
+
+/// Holds one store token (SC-16) until dropped; see
+/// [`StoreResolver::acquire_store_token`].
+pub struct StoreTokenGuard {
+    _token: Box<dyn std::any::Any + Send>,
+}
+
+impl StoreTokenGuard {
+    /// Wraps the resolver's own token type (released by its `Drop`).
+    pub fn new(token: impl std::any::Any + Send) -> StoreTokenGuard {
+        StoreTokenGuard {
+            _token: Box::new(token),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreTokenGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreTokenGuard")
+    }
 }
 
 /// What the retry layer may ask of the transport (client-go's `CloseAddr` /

@@ -504,7 +504,7 @@ fn next_update_interval(inner: &Inner, now: SystemTime, required: Duration) -> D
             st.state = state;
         }
     }
-    metrics::gauge!("tikv_client_go_low_resolution_tso_update_interval_seconds")
+    metrics::gauge!(tikv_layers::metrics::names::LOW_RESOLUTION_TSO_UPDATE_INTERVAL_SECONDS)
         .set(interval.as_secs_f64());
     interval
 }

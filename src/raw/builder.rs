@@ -174,10 +174,23 @@ impl ClientBuilder {
         let mut pipeline = self.pipeline;
         if !self.has_transport {
             let transport = crate::transport::Transport::from_config(&self.config).await?;
-            pipeline = pipeline.transport(transport);
+            connect_transport(&cluster, &transport);
+            pipeline = pipeline
+                .connection_control(std::sync::Arc::new(transport.clone()))
+                .transport(transport);
         }
         finish(pipeline, cluster, codec, &self.config, self.max_scan_limit)
     }
+}
+
+/// Wires the transport's store events to the store cache (health feedback, HS-3) and lets
+/// the health tick ask stores for fresh feedback (HS-4).
+fn connect_transport(cluster: &Cluster, transport: &crate::transport::Transport) {
+    let stores = cluster.store_cache();
+    transport.set_event_listener(std::sync::Arc::new(stores.clone()));
+    stores.set_health_feedback_requester(Some(crate::store_cache::transport_feedback_requester(
+        transport.clone(),
+    )));
 }
 
 fn finish(

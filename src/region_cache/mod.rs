@@ -169,7 +169,7 @@ impl Region {
             .is_ok()
         {
             self.ttl.store(-1, Ordering::Release);
-            metrics::counter!("tikv_client_go_region_cache_operations_total", "type" => "invalidate_region")
+            metrics::counter!(tikv_layers::metrics::names::REGION_CACHE_OPERATIONS_TOTAL, "type" => tikv_layers::metrics::names::labels::OP_INVALIDATE_REGION_FROM_CACHE, "result" => tikv_layers::metrics::names::labels::OK)
                 .increment(1);
         }
     }

@@ -705,6 +705,24 @@ impl StoreResolver for StoreCache {
             s.update_server_load_stats(estimated_wait_ms);
         }
     }
+
+    fn record_replica_flow(&self, store_id: u64, to_leader: bool) {
+        let flow = if to_leader {
+            ReplicaFlow::ToLeader
+        } else {
+            ReplicaFlow::ToFollower
+        };
+        StoreCache::record_replica_flow(self, store_id, flow);
+    }
+
+    fn acquire_store_token(
+        &self,
+        store_id: u64,
+        limit: u64,
+    ) -> Result<Option<tikv_layers::locate::StoreTokenGuard>> {
+        self.try_acquire_token(store_id, limit)
+            .map(|t| Some(tikv_layers::locate::StoreTokenGuard::new(t)))
+    }
 }
 
 /// The cache listens to the transport's store events (client-go's

@@ -226,6 +226,25 @@ impl ErrConn {
     }
 }
 
+/// The send loop closes pools through the transport (TE-4, RE-13).
+impl tikv_layers::locate::ConnectionControl for Transport {
+    fn close_addr(&self, addr: &str) {
+        Transport::close_addr(self, addr);
+    }
+
+    /// Closes the pool version the error came from (client-go's `CloseAddrVer`); the
+    /// version check keeps a pool that was already replaced alive.
+    fn close_for_error(&self, err: &Error) -> bool {
+        match ErrConn::of(err) {
+            Some(c) => {
+                self.close_addr_ver(&c.addr, c.ver);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The per-attempt timeout client-go's callers use for `cmd` (TP-10).
 ///
 /// The rule lives in [`tikv_layers::timeout::DefaultTimeoutPolicy`] (shared with the

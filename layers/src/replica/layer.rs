@@ -9,6 +9,7 @@ pub struct ReplicaLayer {
     pub(super) svc: RegionServices,
     pub(super) config: SelectorConfig,
     pub(super) local_zone: Option<String>,
+    pub(super) store_limit: u64,
 }
 
 impl ReplicaLayer {
@@ -18,6 +19,7 @@ impl ReplicaLayer {
             svc,
             config: SelectorConfig::default(),
             local_zone: None,
+            store_limit: 0,
         }
     }
 
@@ -39,6 +41,15 @@ impl ReplicaLayer {
     pub fn local_zone(mut self, zone: impl Into<String>) -> Self {
         let z = zone.into();
         self.local_zone = (!z.is_empty()).then_some(z);
+        self
+    }
+}
+
+impl ReplicaLayer {
+    /// Caps the in-flight attempts per store (client-go's `StoreLimit`, SC-16); an attempt
+    /// over the cap fails at once with `TokenLimit`. 0 (the default) means no cap.
+    pub fn store_limit(mut self, limit: u64) -> Self {
+        self.store_limit = limit;
         self
     }
 }

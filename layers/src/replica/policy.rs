@@ -24,6 +24,7 @@ use crate::backoff::{BackoffConfig, BackoffKind, SharedBackoffer};
 use crate::locate::{
     InvalidReason, Liveness, RegionLocator, RegionSnapshot, RegionVerId, StoreResolver,
 };
+use crate::metrics::names;
 use crate::request::{CmdType, ReplicaReadType};
 use crate::{Error, ErrorDetail, Result};
 
@@ -337,6 +338,7 @@ impl ReplicaSelector {
             // RS-20: one grace attempt on the leader after a hard invalidation.
             self.region_invalidated_for_retry = false;
         } else if !self.is_region_valid() {
+            selector_failure(names::labels::SELECTOR_INVALID);
             return Ok(None);
         }
         self.attempts += 1;
@@ -465,6 +467,12 @@ impl ReplicaSelector {
             self.flags.stale_read = false;
             self.flags.replica_read = self.is_read_only && target_peer != leader_peer;
         }
+        // HS-6: where prefer-leader traffic goes.
+        if self.opts.prefer_leader {
+            self.svc
+                .stores
+                .record_replica_flow(self.replicas[t].store_id(), target_peer == leader_peer);
+        }
     }
 
     /// `ReplicaSelectLeaderWithProxyStrategy.next` (RS-14): `(leader, proxy)`.
@@ -496,6 +504,7 @@ impl ReplicaSelector {
             return (Some(leader_idx), Some(p));
         }
         // Every follower failed as a proxy: the leader's store is suspect.
+        selector_failure(names::labels::SELECTOR_EXHAUSTED);
         self.invalidate_replica_store(leader_idx);
         self.svc.locator.schedule_reload(&self.ver);
         (None, None)
@@ -510,6 +519,7 @@ impl ReplicaSelector {
         if self.is_epoch_stale(&self.replicas[target])
             || proxy.is_some_and(|p| self.is_epoch_stale(&self.replicas[p]))
         {
+            selector_failure(names::labels::SELECTOR_STALE_STORE);
             self.invalidate_region();
             return Ok(None);
         }
@@ -874,6 +884,12 @@ impl ReplicaSelector {
     }
 }
 
+/// Counts one give-up of the selector (client-go's `TiKVReplicaSelectorFailureCounter`).
+fn selector_failure(reason: &'static str) {
+    metrics::counter!(names::REPLICA_SELECTOR_FAILURE_TOTAL, names::labels::TYPE => reason)
+        .increment(1);
+}
+
 /// `canSendReplicaRead` (RS-12).
 fn can_send_replica_read(leader: &Replica) -> bool {
     !(leader.attempts == 0
@@ -967,6 +983,7 @@ impl Mixed {
         {
             sel.invalidate_region();
         }
+        selector_failure(names::labels::SELECTOR_EXHAUSTED);
         None
     }
 

@@ -173,6 +173,23 @@ where
         return Err(e);
     }
 
+    // SC-16: a per-store cap on attempts in flight; held until the attempt completes.
+    let _token = if layer.store_limit > 0 {
+        match layer
+            .svc
+            .stores
+            .acquire_store_token(target.peer.store_id, layer.store_limit)
+        {
+            Ok(t) => t,
+            Err(e) => {
+                slot.put(sel);
+                slot.set_outcome(SlotOutcome::Fatal);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let feed_slow_score = sel.read_type() == ReplicaReadType::PreferLeader
         && !req.context.request_source.starts_with("internal");
     let store_id = target.peer.store_id;

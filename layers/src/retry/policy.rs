@@ -5,6 +5,7 @@ use tikv_proto::errorpb;
 
 use crate::backoff::{BackoffKind, SharedBackoffer};
 use crate::locate::{ConnectionControl, EpochNotMatchOutcome, InvalidReason, RegionVerId};
+use crate::metrics::names;
 use crate::replica::{RegionServices, ReplicaSelector, SelectorSlot};
 use crate::request::{CmdType, RpcRequest};
 use crate::{Error, ErrorDetail, Result};
@@ -84,7 +85,24 @@ impl Sender<'_> {
 
     /// `onSendFail` (TE-1 .. TE-7): `Ok` to retry; `Err` ends the call (the caller then
     /// sees the transport error itself, SL-3 step 2).
-    pub(super) async fn on_send_fail(&self, err: &Error) -> Result<()> {
+    pub(super) async fn on_send_fail(&self, err: &Error, base: &RpcRequest) -> Result<()> {
+        let (store_id, _) = self.target(base);
+        let label = if matches!(err.detail(), ErrorDetail::Canceled) {
+            names::labels::CONTEXT_CANCELED
+        } else if err
+            .grpc_status()
+            .is_some_and(|s| s.code() == tonic::Code::Cancelled)
+        {
+            names::labels::GRPC_CANCELED
+        } else {
+            err.kind().label()
+        };
+        metrics::counter!(
+            names::RPC_ERR_TOTAL,
+            names::labels::TYPE => label,
+            names::labels::STORE => store_id.to_string()
+        )
+        .increment(1);
         // TE-1: canceled by the caller.
         if matches!(err.detail(), ErrorDetail::Canceled) || self.bo.cancel_token().is_cancelled() {
             return Err(Error::new(ErrorDetail::Canceled));
@@ -149,6 +167,12 @@ impl Sender<'_> {
         let locator = &self.svc.locator;
         let has_sel = self.slot.routed_region().is_some();
         let (store_id, addr) = self.target(base);
+        metrics::counter!(
+            names::REGION_ERR_TOTAL,
+            names::labels::TYPE => crate::classify::RegionErrorKind::of(e).label(),
+            names::labels::STORE => store_id.to_string()
+        )
+        .increment(1);
         tracing::debug!(
             region = ver.id,
             store = store_id,

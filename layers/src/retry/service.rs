@@ -10,6 +10,7 @@ use tower_service::Service;
 use super::layer::RetryLayer;
 use super::policy::{self, RegionErrorDecision, Sender};
 use crate::exec_details::{BackoffStats, ExecDetails, ExecDetailsSink};
+use crate::metrics::names;
 use crate::replica::{SelectorSlot, SlotOutcome};
 use crate::request::{RpcRequest, RpcResponse};
 use crate::{Error, ErrorDetail, Result};
@@ -147,7 +148,21 @@ where
     let mut send_times: u32 = 0;
     let mut rpc_time = Duration::ZERO;
 
+    let stale_read = base.options.stale_read || base.context.stale_read;
     let finish = |mut resp: RpcResponse, send_times: u32, rpc_time: Duration| {
+        // SL-2 step 7: retry histogram and stale-read hit/miss.
+        if send_times > 1 {
+            metrics::histogram!(names::REQUEST_RETRY_TIMES).record(f64::from(send_times - 1));
+        }
+        if stale_read {
+            let result = if send_times <= 1 {
+                names::labels::HIT
+            } else {
+                names::labels::MISS
+            };
+            metrics::counter!(names::STALE_READ_TOTAL, names::labels::RESULT => result)
+                .increment(1);
+        }
         resp.details.attempts = send_times;
         resp.details.rpc_time = rpc_time;
         resp.details.backoff_time =
@@ -207,7 +222,7 @@ where
                     return Err(err);
                 }
                 // SL-3 step 2: when handling fails, the caller sees the transport error.
-                if sender.on_send_fail(&err).await.is_err() {
+                if sender.on_send_fail(&err, &base).await.is_err() {
                     return Err(err);
                 }
             }
