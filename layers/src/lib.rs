@@ -14,9 +14,14 @@
 //! - [`backoff`]: the [`Backoffer`](backoff::Backoffer) sleep budget and every client-go
 //!   backoff kind (`config/retry`).
 //!
+//! - one module per layer: [`trace`], [`metrics`], [`shard`], [`resolve_lock`],
+//!   [`retry`], [`route`], [`replica`], [`interceptor`], [`timeout`], [`api_codec`];
+//! - [`locate`]: the traits through which layers reach region and store state;
+//! - [`exec_details`]: per-request statistics callers can ask for.
+//!
 //! The default layer order (outermost first) is: trace, metrics, shard, resolve_lock,
-//! retry, route, replica, interceptor, timeout, then the transport; see
-//! `doc/architecture.md` in the repository.
+//! retry, route, replica, interceptor, timeout, api_codec, then the transport; see
+//! `doc/architecture.md` in the repository and `tikv::pipeline`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
