@@ -33,6 +33,25 @@ use tikv_proto::metapb;
 use crate::pd::{KeyRange, RegionInfo, RegionMetaClient, RegionOptions, is_decode_error};
 use crate::store_cache::{ResolveState, StoreCache};
 
+/// One PD load of the region cache, counted and timed (client-go's
+/// `RegionCacheCounterWith*` and `TiKVLoadRegionCacheHistogram`).
+fn record_pd_load<T>(op: &'static str, started: tokio::time::Instant, res: &Result<T>) {
+    use tikv_layers::metrics::names::{self, labels};
+    let result = if res.is_ok() { labels::OK } else { labels::ERR };
+    metrics::counter!(names::REGION_CACHE_OPERATIONS_TOTAL, labels::TYPE => op, labels::RESULT => result)
+        .increment(1);
+    metrics::histogram!(names::LOAD_REGION_CACHE_SECONDS, labels::TYPE => op)
+        .record(started.elapsed().as_secs_f64());
+}
+
+fn labels_get_region(prev: bool) -> &'static str {
+    if prev {
+        "get_prev_region_when_miss"
+    } else {
+        tikv_layers::metrics::names::labels::OP_GET_REGION_WHEN_MISS
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -558,11 +577,13 @@ impl RegionCache {
                 ..RegionOptions::default()
             };
             attempt += 1;
+            let started = tokio::time::Instant::now();
             let res = if search_prev {
                 self.inner.pd.get_prev_region(key.to_vec(), opts).await
             } else {
                 self.inner.pd.get_region(key.to_vec(), opts).await
             };
+            record_pd_load(labels_get_region(search_prev), started, &res);
             let info = match res {
                 Err(e) if is_decode_error(&e) => return Err(e),
                 Err(e) => {
@@ -597,7 +618,14 @@ impl RegionCache {
                 need_buckets: true,
                 ..RegionOptions::default()
             };
-            match self.inner.pd.get_region_by_id(id, opts).await {
+            let started = tokio::time::Instant::now();
+            let res = self.inner.pd.get_region_by_id(id, opts).await;
+            record_pd_load(
+                tikv_layers::metrics::names::labels::OP_GET_REGION_BY_ID,
+                started,
+                &res,
+            );
+            match res {
                 Err(e) if is_decode_error(&e) => return Err(e),
                 Err(e) => bo.backoff(BackoffKind::PdRpc, e).await?,
                 Ok(None) => {
@@ -761,11 +789,17 @@ impl RegionCache {
                 allow_follower,
                 ..RegionOptions::default()
             };
+            let started = tokio::time::Instant::now();
             let res = self
                 .inner
                 .pd
                 .scan_regions(start.to_vec(), end.to_vec(), limit, opts)
                 .await;
+            record_pd_load(
+                tikv_layers::metrics::names::labels::OP_SCAN_REGIONS,
+                started,
+                &res,
+            );
             let reason = match res {
                 Err(e) if is_decode_error(&e) => return Err(e),
                 Err(e) => e,
@@ -817,11 +851,17 @@ impl RegionCache {
                 contain_all_key_range: true,
                 ..RegionOptions::default()
             };
+            let started = tokio::time::Instant::now();
             let res = self
                 .inner
                 .pd
                 .batch_scan_regions(ranges.to_vec(), limit, opts)
                 .await;
+            record_pd_load(
+                tikv_layers::metrics::names::labels::OP_BATCH_SCAN_REGIONS,
+                started,
+                &res,
+            );
             let reason = match res {
                 Err(e) if is_decode_error(&e) => return Err(e),
                 Err(e) => e,
