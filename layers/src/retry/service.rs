@@ -184,7 +184,12 @@ where
         let result = svc.oneshot(attempt).await;
         let took = started.elapsed();
         rpc_time += took;
-        if let Some(d) = details.as_deref_mut() {
+        // Only attempts that reached the transport count as RPCs (SL-4): the replica layer
+        // records an outcome for the ones it answered itself.
+        let outcome = slot.take_outcome();
+        if outcome.is_none()
+            && let Some(d) = details.as_deref_mut()
+        {
             let e = d.rpc.entry(cmd).or_default();
             e.count += 1;
             e.consume += took;
@@ -201,7 +206,7 @@ where
         }
 
         // Outcomes decided below us, in the replica layer, end the call as they are.
-        match slot.take_outcome() {
+        match outcome {
             Some(SlotOutcome::Fatal) => return result.map(|r| finish(r, send_times, rpc_time)),
             Some(SlotOutcome::NoCandidate) => {
                 return result.map(|r| finish(r, send_times, rpc_time));
