@@ -28,6 +28,8 @@ pub(crate) struct FakeState {
     /// After the first probe every liveness probe answers unreachable (client-go's
     /// access-path harness).
     pub(crate) probe_unreachable: bool,
+    /// Store labels replacing the default `id=<n>`.
+    pub(crate) labels: HashMap<u64, Vec<metapb::StoreLabel>>,
 }
 
 /// The fake: a region locator and store resolver over one shared state.
@@ -175,13 +177,21 @@ impl StoreResolver for Fake {
         ready(Ok(self.cached_store(store_id).unwrap_or_default()))
     }
     fn cached_store(&self, store_id: u64) -> Option<Arc<StoreSnapshot>> {
+        let labels = self
+            .lock()
+            .labels
+            .get(&store_id)
+            .cloned()
+            .unwrap_or_else(|| {
+                vec![metapb::StoreLabel {
+                    key: "id".into(),
+                    value: store_id.to_string(),
+                }]
+            });
         Some(Arc::new(StoreSnapshot {
             id: store_id,
             addr: format!("store{store_id}"),
-            labels: vec![metapb::StoreLabel {
-                key: "id".into(),
-                value: store_id.to_string(),
-            }],
+            labels,
             ..Default::default()
         }))
     }

@@ -114,6 +114,14 @@ impl Replica {
         self.flags & flag != 0
     }
 
+    fn add(&mut self, flag: u8) {
+        self.flags |= flag;
+    }
+
+    fn delete(&mut self, flag: u8) {
+        self.flags &= !flag;
+    }
+
     fn is_exhausted(&self, max_attempt: u32, max_time: Duration) -> bool {
         self.attempts >= max_attempt || (!max_time.is_zero() && self.attempted_time >= max_time)
     }
@@ -441,6 +449,8 @@ impl ReplicaSelector {
             leader_only: self.opts.leader_only,
             learner_only: self.flags.read_type == ReplicaReadType::Learner,
             busy_threshold: Duration::ZERO,
+            labels: self.opts.labels.clone(),
+            stores: self.opts.stores.clone(),
         };
         self.target = strategy.pick(self);
         let Some(t) = self.target else {
@@ -664,7 +674,7 @@ impl ReplicaSelector {
         not_leader: &errorpb::NotLeader,
     ) -> Result<bool> {
         if let Some(t) = self.target {
-            self.replicas[t].flags |= FLAG_NOT_LEADER;
+            self.replicas[t].add(FLAG_NOT_LEADER);
         }
         let Some(leader) = not_leader.leader else {
             // The region may be electing a leader.
@@ -709,7 +719,7 @@ impl ReplicaSelector {
             r.attempts = MAX_REPLICA_ATTEMPT - 1;
             r.attempted_time = Duration::ZERO;
         }
-        r.flags &= !(FLAG_NOT_LEADER | FLAG_SUSPECT_NOT_LEADER);
+        r.delete(FLAG_NOT_LEADER | FLAG_SUSPECT_NOT_LEADER);
         self.svc.locator.switch_leader(&self.ver, leader);
         Some(i)
     }
@@ -734,7 +744,7 @@ impl ReplicaSelector {
     /// `onDataIsNotReady` (RE-19).
     pub fn on_data_is_not_ready(&mut self) {
         if let Some(t) = self.target {
-            self.replicas[t].flags |= FLAG_DATA_NOT_READY;
+            self.replicas[t].add(FLAG_DATA_NOT_READY);
         }
     }
 
@@ -759,7 +769,7 @@ impl ReplicaSelector {
             return false;
         }
         if let Some(t) = self.target {
-            self.replicas[t].flags |= FLAG_DEADLINE_CONF_TIMEOUT;
+            self.replicas[t].add(FLAG_DEADLINE_CONF_TIMEOUT);
         }
         true
     }
@@ -784,7 +794,7 @@ impl ReplicaSelector {
                         return Ok(false);
                     }
                     if let Some(t) = self.target {
-                        self.replicas[t].flags |= FLAG_SERVER_BUSY;
+                        self.replicas[t].add(FLAG_SERVER_BUSY);
                     }
                 }
             } else {
@@ -796,7 +806,7 @@ impl ReplicaSelector {
         if self.can_fast_retry() {
             self.add_pending_backoff(store.unwrap_or(0), BackoffKind::TiKVServerBusy, reason);
             if let Some(t) = self.target {
-                self.replicas[t].flags |= FLAG_SERVER_BUSY;
+                self.replicas[t].add(FLAG_SERVER_BUSY);
             }
             return Ok(true);
         }
@@ -824,7 +834,7 @@ impl ReplicaSelector {
         }
         self.leader_busy_count += 1;
         if self.leader_busy_count >= LEADER_BUSY_PROBE_THRESHOLD {
-            self.replicas[t].flags |= FLAG_SUSPECT_NOT_LEADER;
+            self.replicas[t].add(FLAG_SUSPECT_NOT_LEADER);
             self.leader_busy_probed = true;
         }
     }
@@ -931,6 +941,10 @@ struct Mixed {
     leader_only: bool,
     learner_only: bool,
     busy_threshold: Duration,
+    /// Preferred labels; only the mixed-family read passes the request's (RS-8 step 3).
+    labels: Vec<metapb::StoreLabel>,
+    /// Preferred stores, likewise.
+    stores: Vec<u64>,
 }
 
 impl Mixed {
@@ -971,7 +985,7 @@ impl Mixed {
         }
         let leader_idx = self.leader_idx;
         if sel.replicas[leader_idx].has(FLAG_SUSPECT_NOT_LEADER) {
-            sel.replicas[leader_idx].flags &= !FLAG_SUSPECT_NOT_LEADER;
+            sel.replicas[leader_idx].delete(FLAG_SUSPECT_NOT_LEADER);
             if sel.is_leader_candidate(&sel.replicas[leader_idx]) {
                 return Some(leader_idx);
             }
@@ -1026,13 +1040,13 @@ impl Mixed {
     /// `calculateScore` (RS-10).
     fn score(&self, sel: &ReplicaSelector, r: &Replica, is_leader: bool) -> u8 {
         let mut score = 0;
-        let store_match = sel.opts.stores.is_empty() || sel.opts.stores.contains(&r.store_id());
-        let labels_match = sel.opts.labels.is_empty()
+        let store_match = self.stores.is_empty() || self.stores.contains(&r.store_id());
+        let labels_match = self.labels.is_empty()
             || sel
                 .svc
                 .stores
                 .cached_store(r.store_id())
-                .is_some_and(|s| s.is_labels_match(&sel.opts.labels));
+                .is_some_and(|s| s.is_labels_match(&self.labels));
         if store_match && labels_match {
             score |= SCORE_LABEL_MATCHES;
         }
@@ -1045,7 +1059,7 @@ impl Mixed {
                     SCORE_PREFER_LEADER
                 };
             } else if self.try_leader {
-                score |= if sel.opts.labels.is_empty() {
+                score |= if self.labels.is_empty() {
                     SCORE_NORMAL_PEER
                 } else {
                     SCORE_PREFER_LEADER
@@ -1143,5 +1157,152 @@ impl SelectorSlot {
     /// Takes the recorded outcome, if any.
     pub fn take_outcome(&self) -> Option<SlotOutcome> {
         self.lock().outcome.take()
+    }
+}
+
+#[cfg(test)]
+mod internal_tests {
+    //! Ports of client-go tests that look at the selector's private parts.
+
+    use super::*;
+    use crate::test_support::Fake;
+
+    fn mixed_selector(fake: &Fake) -> ReplicaSelector {
+        ReplicaSelector::new(
+            fake.services(),
+            fake.ver(),
+            CmdType::Get,
+            ReadFlags {
+                replica_read: true,
+                stale_read: false,
+                busy_threshold_ms: 0,
+                read_type: ReplicaReadType::Mixed,
+            },
+            SelectorOptions::default(),
+            SelectorConfig::default(),
+        )
+        .expect("region cached")
+    }
+
+    // client-go: T-REQUEST-051 TestReplicaSelectorCalculateScore
+    #[test]
+    fn calculate_score() {
+        let fake = Fake::new(3);
+        let sel = mixed_selector(&fake);
+        let zone = vec![metapb::StoreLabel {
+            key: "zone".into(),
+            value: "us-west-1".into(),
+        }];
+        let leader_idx = fake.snapshot().work_tikv_idx;
+        for (i, r) in sel.replicas.iter().enumerate() {
+            let is_leader = i == leader_idx;
+            let store = r.store_id();
+            let mut strategy = Mixed {
+                leader_idx,
+                ..Mixed::default()
+            };
+            assert!(!fake.is_slow(store));
+            let want = if is_leader {
+                SCORE_LABEL_MATCHES + SCORE_NOT_SLOW + SCORE_NOT_ATTEMPTED
+            } else {
+                SCORE_LABEL_MATCHES + SCORE_NORMAL_PEER + SCORE_NOT_SLOW + SCORE_NOT_ATTEMPTED
+            };
+            assert_eq!(strategy.score(&sel, r, is_leader), want);
+
+            fake.mark_slow(store);
+            assert!(fake.is_slow(store));
+            let want = if is_leader {
+                SCORE_LABEL_MATCHES + SCORE_NOT_ATTEMPTED
+            } else {
+                SCORE_LABEL_MATCHES + SCORE_NORMAL_PEER + SCORE_NOT_ATTEMPTED
+            };
+            assert_eq!(strategy.score(&sel, r, is_leader), want);
+
+            strategy.try_leader = true;
+            assert_eq!(
+                strategy.score(&sel, r, is_leader),
+                SCORE_LABEL_MATCHES + SCORE_NORMAL_PEER + SCORE_NOT_ATTEMPTED
+            );
+            strategy.prefer_leader = true;
+            assert_eq!(
+                strategy.score(&sel, r, is_leader),
+                SCORE_LABEL_MATCHES + SCORE_NORMAL_PEER + SCORE_NOT_ATTEMPTED
+            );
+            strategy.learner_only = true;
+            strategy.try_leader = false;
+            strategy.prefer_leader = false;
+            assert_eq!(
+                strategy.score(&sel, r, is_leader),
+                SCORE_LABEL_MATCHES + SCORE_NOT_ATTEMPTED
+            );
+            strategy.labels = zone.clone();
+            assert_eq!(strategy.score(&sel, r, is_leader), SCORE_NOT_ATTEMPTED);
+
+            let strategy = Mixed {
+                leader_idx,
+                try_leader: true,
+                labels: zone.clone(),
+                ..Mixed::default()
+            };
+            let want = if is_leader {
+                SCORE_PREFER_LEADER + SCORE_NOT_ATTEMPTED
+            } else {
+                SCORE_NORMAL_PEER + SCORE_NOT_ATTEMPTED
+            };
+            assert_eq!(strategy.score(&sel, r, is_leader), want);
+
+            let strategy = Mixed {
+                leader_idx,
+                prefer_leader: true,
+                labels: zone.clone(),
+                ..Mixed::default()
+            };
+            assert_eq!(
+                strategy.score(&sel, r, is_leader),
+                SCORE_NORMAL_PEER + SCORE_NOT_ATTEMPTED
+            );
+            fake.lock().labels.insert(store, zone.clone());
+            assert_eq!(
+                strategy.score(&sel, r, is_leader),
+                SCORE_LABEL_MATCHES + SCORE_NORMAL_PEER + SCORE_NOT_ATTEMPTED
+            );
+            fake.lock().labels.remove(&store);
+        }
+    }
+
+    // client-go: T-REQUEST-074 TestReplicaFlag
+    #[test]
+    fn replica_flags() {
+        let mut r = Replica {
+            peer: metapb::Peer::default(),
+            epoch: 0,
+            attempts: 0,
+            attempted_time: Duration::ZERO,
+            flags: 0,
+        };
+        let all = [
+            FLAG_DEADLINE_CONF_TIMEOUT,
+            FLAG_DATA_NOT_READY,
+            FLAG_NOT_LEADER,
+            FLAG_SERVER_BUSY,
+            FLAG_SUSPECT_NOT_LEADER,
+        ];
+        for (i, &flag) in all.iter().enumerate() {
+            if i > 0 {
+                assert!(flag > all[i - 1]);
+            }
+            for &later in &all[i..] {
+                assert!(!r.has(later));
+            }
+            r.add(flag);
+            assert!(r.has(flag));
+        }
+        for (i, &flag) in all.iter().enumerate() {
+            for &later in &all[i..] {
+                assert!(r.has(later));
+            }
+            r.delete(flag);
+            assert!(!r.has(flag));
+        }
     }
 }
