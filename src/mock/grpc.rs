@@ -55,6 +55,7 @@ pub fn to_status(e: Error) -> Status {
         ErrorDetail::Grpc(s) => *s,
         ErrorDetail::Transport { message, .. } => Status::unavailable(message),
         ErrorDetail::AttemptTimeout { .. } => Status::deadline_exceeded("deadline exceeded"),
+        ErrorDetail::Canceled => Status::cancelled("context canceled"),
         ErrorDetail::ResultUndetermined => Status::unknown("result undetermined"),
         other => Status::unknown(other.to_string()),
     }

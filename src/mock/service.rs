@@ -535,9 +535,9 @@ impl Mock {
         let resolved = self.inner.cluster.read().store_by_addr_checked(addr);
         let store_id = match resolved {
             Ok(id) => id,
-            Err(AddrError::Cancelled) => {
-                return Err(TransportKind::Cancelled.to_error(addr, "context canceled"));
-            }
+            // mocktikv answers a cancelled store with `context.Canceled` itself, which the
+            // client treats as its own cancellation (TE-1), not as a remote gRPC cancel.
+            Err(AddrError::Cancelled) => return Err(ErrorDetail::Canceled.into()),
             Err(AddrError::ConnectFail) => {
                 return Err(TransportKind::ConnectFail.to_error(addr, "connect fail"));
             }
@@ -1163,6 +1163,11 @@ impl tower::Service<RpcRequest> for MockTikv {
     fn call(&mut self, mut req: RpcRequest) -> Self::Future {
         let mock = self.mock.clone();
         Box::pin(async move {
+            // mocktikv's `checkGoContext` (MC-2.1.1 step 1): a request whose caller already
+            // gave up (the backoffer's token stands for client-go's context) is not served.
+            if req.backoffer.cancel_token().is_cancelled() {
+                return Err(ErrorDetail::Canceled.into());
+            }
             // Send exactly what the wire would carry: the envelope's context in the message.
             req.attach_context();
             let deadline = req.options.timeout.map(|t: Duration| Instant::now() + t);
