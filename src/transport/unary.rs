@@ -22,6 +22,16 @@ fn grpc(status: tonic::Status) -> Error {
     ErrorDetail::Grpc(Box::new(status)).into()
 }
 
+/// A status from the call itself: tonic ends a call whose gRPC deadline expired with
+/// `Cancelled: Timeout expired`, which is this attempt's timeout (TE-3), not a remote
+/// cancellation (TE-4).
+fn call_status(status: tonic::Status, addr: &str) -> Error {
+    if status.code() == tonic::Code::Cancelled && status.message().contains("Timeout expired") {
+        return timed_out(addr);
+    }
+    grpc(status)
+}
+
 fn timed_out(addr: &str) -> Error {
     ErrorDetail::AttemptTimeout {
         addr: addr.to_owned(),
@@ -79,18 +89,21 @@ pub(crate) async fn call(
 
     macro_rules! unary {
         ($r:expr, $method:ident, $variant:ident) => {{
-            let fut = client.$method(request($r, host, timeout)?);
+            // Boxed: one arm's future per call instead of every arm's in this frame.
+            let fut = Box::pin(client.$method(request($r, host, timeout)?));
             match tokio::time::timeout_at(deadline, fut).await {
-                Ok(r) => Ok(CommandResponse::$variant(r.map_err(grpc)?.into_inner())),
+                Ok(r) => Ok(CommandResponse::$variant(
+                    r.map_err(|s| call_status(s, &addr))?.into_inner(),
+                )),
                 Err(_) => Err(timed_out(&addr)),
             }
         }};
     }
     macro_rules! streaming {
         ($r:expr, $method:ident, $variant:ident) => {{
-            let fut = client.$method(request($r, host, timeout)?);
+            let fut = Box::pin(client.$method(request($r, host, timeout)?));
             let streaming = match tokio::time::timeout_at(deadline, fut).await {
-                Ok(r) => r.map_err(grpc)?.into_inner(),
+                Ok(r) => r.map_err(|s| call_status(s, &addr))?.into_inner(),
                 Err(_) => return Err(timed_out(&addr)),
             };
             Ok(CommandResponse::$variant(

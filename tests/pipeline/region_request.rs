@@ -845,12 +845,6 @@ async fn store_not_match_closes_every_connection_to_the_address() {
 
 // client-go: T-REQUEST-018 testRegionRequestToSingleStoreSuite.TestKVReadTimeoutWithDisableBatchClient
 #[tokio::test]
-#[ignore = "bugs in src/transport/unary.rs: (1) the poll frame of `unary::call` takes about \
-            1.6 MB of stack in debug builds, so a unary request overflows a 2 MiB thread \
-            (this test aborts the test binary); (2) when the gRPC deadline the call carries \
-            expires inside tonic the call fails with `Cancelled: Timeout expired`, which the \
-            send loop takes for a remote cancel (TE-4: close the pool, tikvRPC backoff) \
-            instead of a timeout (TE-3), so the backoff count is sometimes 1"]
 async fn unary_read_timeout_is_a_fast_retry_without_backoff() {
     let env = Env::new(1).await;
     let (server, port) = BareTikvServer::start_new().unwrap();
