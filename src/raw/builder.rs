@@ -1,20 +1,29 @@
-//! Building a raw client (client-go's `rawkv.NewClientWithOpts`, RAW-1/RAW-2).
+//! Building a raw client (client-go's `rawkv.NewClientWithOpts`, RAW-1 / RAW-2, KS-17).
 
 use tikv_layers::api_codec::{Codec, Mode};
+use tikv_layers::shard::DefaultShardPolicy;
 use tikv_layers::{Error, ErrorDetail, Result, RpcRequest, RpcResponse};
 use tower::{Layer, Service};
 
-use super::{Client, MAX_RAW_SCAN_LIMIT};
+use super::progress::ProgressLayer;
+use super::{
+    Client, DEFAULT_MAX_KEY_SIZE, DEFAULT_RAFT_ENTRY_MAX_SIZE, Limits, MAX_RAW_SCAN_LIMIT,
+};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::pd::{KeyMode, PdClient, PdClientOptions};
 use crate::pipeline::{BoxedStage, PipelineBuilder, Stage};
 
-/// Which key layout the client speaks (client-go's `kvrpcpb.APIVersion` for raw clients).
+/// Which key layout the client speaks (client-go's `kvrpcpb.APIVersion` for raw clients,
+/// KS-1 / KS-2).
+///
+/// A TiKV running API V1 with `storage.enable-ttl` (client-go's `V1TTL`) is spoken to in
+/// V1, as client-go does: requests always say V1; tell the builder about the TTL support
+/// with [`ClientBuilder::enable_ttl`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ApiVersion {
-    /// API V1 (and V1TTL): keys as given.
+    /// API V1: keys as given.
     #[default]
     V1,
     /// API V2: keys live in a keyspace, behind its 4-byte prefix.
@@ -31,6 +40,9 @@ pub struct ClientBuilder {
     pipeline: PipelineBuilder,
     has_transport: bool,
     max_scan_limit: Option<u32>,
+    max_key_size: Option<usize>,
+    raft_entry_max_size: Option<usize>,
+    enable_ttl: Option<bool>,
     #[cfg(feature = "mock")]
     embedded: Option<crate::mock::Mock>,
 }
@@ -60,14 +72,51 @@ impl ClientBuilder {
     }
 
     /// The keyspace of an API V2 client (client-go's `WithKeyspace`; default `DEFAULT`).
+    /// Ignored under API V1.
     pub fn keyspace(mut self, name: impl Into<String>) -> Self {
         self.keyspace = Some(name.into());
         self
     }
 
-    /// The largest scan limit accepted (client-go's `MaxRawKVScanLimit`, default 10 240).
+    /// The largest scan limit accepted (client-go's `MaxRawKVScanLimit`, default
+    /// [`MAX_RAW_SCAN_LIMIT`]).
     pub fn max_scan_limit(mut self, limit: u32) -> Self {
         self.max_scan_limit = Some(limit);
+        self
+    }
+
+    /// The longest key TiKV accepts, in bytes, as TiKV counts it (API V2 keys include their
+    /// 4-byte prefix): the cluster's `storage.max-key-size`, default
+    /// [`DEFAULT_MAX_KEY_SIZE`]. Longer keys of writes fail with
+    /// [`ErrorDetail::KeyTooLarge`] before any RPC.
+    pub fn max_key_size(mut self, bytes: usize) -> Self {
+        self.max_key_size = Some(bytes);
+        self
+    }
+
+    /// The largest pair (key plus value, in bytes) a write may carry: the cluster's
+    /// `raftstore.raft-entry-max-size`, default [`DEFAULT_RAFT_ENTRY_MAX_SIZE`]. Larger pairs
+    /// fail with [`ErrorDetail::EntryTooLarge`] before any RPC. TiKV measures the whole raft
+    /// entry, so a pair just under the limit may still be refused by the server.
+    pub fn raft_entry_max_size(mut self, bytes: usize) -> Self {
+        self.raft_entry_max_size = Some(bytes);
+        self
+    }
+
+    /// Whether the cluster keeps TTLs. Default: yes under API V2 (TiKV always does), no
+    /// under API V1 (TiKV's `storage.enable-ttl` defaults to off). Without TTL support,
+    /// writes with a non-zero TTL and `get_key_ttl` fail with
+    /// [`ErrorDetail::InvalidArgument`] before any RPC instead of being refused by TiKV.
+    pub fn enable_ttl(mut self, enabled: bool) -> Self {
+        self.enable_ttl = Some(enabled);
+        self
+    }
+
+    /// The sharding policy of batch calls: batch sizes and how many sub-requests of one
+    /// call run at once (RAW-26: client-go runs every batch at once; the default here caps
+    /// them at [`DEFAULT_SHARD_CONCURRENCY`](tikv_layers::shard::DEFAULT_SHARD_CONCURRENCY)).
+    pub fn shard_policy(mut self, policy: DefaultShardPolicy) -> Self {
+        self.pipeline = self.pipeline.shard_policy(policy);
         self
     }
 
@@ -125,7 +174,7 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// An invalid configuration, an unreachable PD, an unknown or disabled keyspace.
+    /// An invalid configuration, an unreachable PD, an unknown keyspace.
     ///
     /// # Cancel safety
     ///
@@ -136,11 +185,23 @@ impl ClientBuilder {
             .keyspace
             .clone()
             .unwrap_or_else(|| "DEFAULT".to_owned());
+        let limits = Limits {
+            api_version: self.api_version,
+            max_scan_limit: self.max_scan_limit.unwrap_or(MAX_RAW_SCAN_LIMIT),
+            max_key_size: self.max_key_size.unwrap_or(DEFAULT_MAX_KEY_SIZE),
+            raft_entry_max_size: self
+                .raft_entry_max_size
+                .unwrap_or(DEFAULT_RAFT_ENTRY_MAX_SIZE),
+            ttl_enabled: self
+                .enable_ttl
+                .unwrap_or(self.api_version == ApiVersion::V2),
+        };
         #[cfg(feature = "mock")]
         if let Some(mock) = self.embedded.clone() {
             let codec = match self.api_version {
                 ApiVersion::V1 => Codec::v1(Mode::Raw),
                 ApiVersion::V2 => {
+                    // client-go loads the meta without a state check (KS-17).
                     let meta = mock.pd().keyspace_by_name(&keyspace).ok_or_else(|| {
                         Error::from(ErrorDetail::InvalidArgument(format!(
                             "keyspace {keyspace} not found"
@@ -155,7 +216,7 @@ impl ClientBuilder {
             if !self.has_transport {
                 pipeline = pipeline.transport(mock.tikv());
             }
-            return finish(pipeline, cluster, codec, &self.config, self.max_scan_limit);
+            return finish(pipeline, cluster, codec, &self.config, limits);
         }
         if self.pd_endpoints.is_empty() {
             return Err(ErrorDetail::InvalidArgument("no PD endpoints given".into()).into());
@@ -179,12 +240,12 @@ impl ClientBuilder {
                 .connection_control(std::sync::Arc::new(transport.clone()))
                 .transport(transport);
         }
-        finish(pipeline, cluster, codec, &self.config, self.max_scan_limit)
+        finish(pipeline, cluster, codec, &self.config, limits)
     }
 }
 
-/// Wires the transport's store events to the store cache (health feedback, HS-3) and lets
-/// the health tick ask stores for fresh feedback (HS-4).
+/// Wires the transport's store events to the store cache (health feedback, HS-3), lets the
+/// health tick ask stores for fresh feedback (HS-4), and lets the send loop close pools.
 fn connect_transport(cluster: &Cluster, transport: &crate::transport::Transport) {
     let stores = cluster.store_cache();
     transport.set_event_listener(std::sync::Arc::new(stores.clone()));
@@ -198,12 +259,14 @@ fn finish(
     cluster: Cluster,
     codec: Codec,
     config: &Config,
-    max_scan_limit: Option<u32>,
+    limits: Limits,
 ) -> Result<Client> {
-    let pipeline = pipeline.api_codec(codec).config(config).build(&cluster)?;
-    Ok(Client::assemble(
-        cluster,
-        pipeline,
-        max_scan_limit.unwrap_or(MAX_RAW_SCAN_LIMIT),
-    ))
+    // The write-progress counter goes last, so it is the innermost attempt-stage layer:
+    // it sees the store's answer before any user layer does.
+    let pipeline = pipeline
+        .layer(Stage::Attempt, ProgressLayer)
+        .api_codec(codec)
+        .config(config)
+        .build(&cluster)?;
+    Ok(Client::assemble(cluster, pipeline, limits))
 }
