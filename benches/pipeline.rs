@@ -18,9 +18,13 @@
 //!   (group `pipeline_cpu`, via `iter_custom`) for the three headline cases.
 //! - A measured pass of `PIPELINE_BENCH_OPS` gets (default 10 000) per case then prints a
 //!   table: CPU per get, p50/p99 latency, allocations and bytes per get, and the ratios
-//!   against the bare call. A breakdown runs partial stacks (transport only, + timeout and
-//!   codec, + the region send loop, + shard, + metrics and trace) over their own transport,
-//!   for both the batch-commands and the unary transport, to show where the cost goes.
+//!   against the bare call. Cases run interleaved in 20 rounds (CPU is the median round), so
+//!   the noise of a shared machine hits them alike. A breakdown runs partial stacks
+//!   (transport only, + timeout and codec, + the region send loop, + shard, + metrics and
+//!   trace, the `PipelineBuilder` pipeline, the raw client) over their own transport, for
+//!   both the batch-commands and the unary transport, to show where the cost goes.
+//! - `PIPELINE_BENCH_ONLY=<case>` runs one case alone (no criterion), for profilers, e.g.
+//!   `PIPELINE_BENCH_ONLY='batched/+shard' heaptrack target/release/deps/pipeline-* --bench`.
 //!
 //! Run: `cargo bench --bench pipeline -- --quick` (add `--noplot`). Under `cargo test
 //! --benches` (criterion's test mode) every case runs a few gets only.
@@ -82,6 +86,8 @@ const OPS_ENV: &str = "PIPELINE_BENCH_OPS";
 const ONLY_ENV: &str = "PIPELINE_BENCH_ONLY";
 /// The child's first stdout line: this prefix, then PD's `host:port`.
 const PD_LINE: &str = "pd-addr ";
+/// Rounds of the interleaved measured pass.
+const ROUNDS: usize = 20;
 const KEY: &[u8] = b"pipeline-bench-key";
 const VALUE: &[u8] = b"pipeline-bench-value-0123456789abcdef";
 
@@ -458,7 +464,9 @@ where
 /// What one case cost per get.
 #[derive(Debug, Clone, Copy)]
 struct Stats {
+    /// Process CPU per get: the median over the rounds.
     cpu: Duration,
+    /// Wall time per get over all rounds.
     wall: Duration,
     p50: Duration,
     p99: Duration,
@@ -466,38 +474,93 @@ struct Stats {
     bytes: f64,
 }
 
-/// Runs `ops` sequential gets (after a warm-up) and measures them.
-async fn measure<F, Fut>(ops: usize, mut op: F) -> Stats
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for _ in 0..(ops / 10).max(10) {
-        op().await;
+/// One case of the measured pass.
+#[derive(Clone, Copy)]
+enum Case<'a> {
+    Bare,
+    Client(&'a Client),
+    Stack(&'a Stack),
+}
+
+impl Bench {
+    /// One get of `case` (one future type for every case, so cases can be interleaved
+    /// without boxing).
+    async fn run(&self, case: Case<'_>) {
+        match case {
+            Case::Bare => self.bare_get().await,
+            Case::Client(c) => Bench::client_get(c).await,
+            Case::Stack(s) => self.stack_get(s).await,
+        }
     }
-    let mut lat = Vec::with_capacity(ops);
-    let region = Region::new(GLOBAL);
-    let cpu = ProcessTime::now();
-    let wall = Instant::now();
-    for _ in 0..ops {
-        let s = Instant::now();
-        op().await;
-        lat.push(s.elapsed());
+}
+
+/// Running totals of one case.
+#[derive(Default)]
+struct Acc {
+    lat: Vec<Duration>,
+    cpu_per_op: Vec<Duration>,
+    wall: Duration,
+    allocs: usize,
+    bytes: usize,
+}
+
+/// Measures `ops` sequential gets of every case, interleaved: `rounds` rounds, each running
+/// every case for `ops / rounds` gets, after one warm-up round. Interleaving spreads the
+/// noise of a shared machine over all cases alike; the CPU figure is the median of the
+/// rounds.
+async fn measure(b: &Bench, cases: &[Case<'_>], ops: usize) -> Vec<Stats> {
+    let rounds = ROUNDS.min(ops).max(1);
+    let per_round = (ops / rounds).max(1);
+    for &c in cases {
+        for _ in 0..per_round {
+            b.run(c).await;
+        }
     }
-    let wall = wall.elapsed();
-    let cpu = cpu.elapsed();
-    let alloc = region.change();
-    lat.sort_unstable();
-    let n = ops.max(1);
-    let at = |q: f64| lat.get(((n as f64 * q) as usize).min(n - 1)).copied();
-    Stats {
-        cpu: cpu / n as u32,
-        wall: wall / n as u32,
-        p50: at(0.50).unwrap_or_default(),
-        p99: at(0.99).unwrap_or_default(),
-        allocs: alloc.allocations as f64 / n as f64,
-        bytes: alloc.bytes_allocated as f64 / n as f64,
+    let mut accs: Vec<Acc> = cases
+        .iter()
+        .map(|_| Acc {
+            lat: Vec::with_capacity(per_round * rounds),
+            cpu_per_op: Vec::with_capacity(rounds),
+            ..Acc::default()
+        })
+        .collect();
+    for _ in 0..rounds {
+        for (&c, acc) in cases.iter().zip(accs.iter_mut()) {
+            let region = Region::new(GLOBAL);
+            let cpu = ProcessTime::now();
+            let wall = Instant::now();
+            for _ in 0..per_round {
+                let s = Instant::now();
+                b.run(c).await;
+                acc.lat.push(s.elapsed());
+            }
+            acc.wall += wall.elapsed();
+            acc.cpu_per_op.push(cpu.elapsed() / per_round as u32);
+            let alloc = region.change();
+            acc.allocs += alloc.allocations;
+            acc.bytes += alloc.bytes_allocated;
+        }
     }
+    accs.into_iter()
+        .map(|mut a| {
+            let n = a.lat.len().max(1);
+            a.lat.sort_unstable();
+            a.cpu_per_op.sort_unstable();
+            let at = |v: &[Duration], q: f64| {
+                v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            Stats {
+                cpu: at(&a.cpu_per_op, 0.5),
+                wall: a.wall / n as u32,
+                p50: at(&a.lat, 0.5),
+                p99: at(&a.lat, 0.99),
+                allocs: a.allocs as f64 / n as f64,
+                bytes: a.bytes as f64 / n as f64,
+            }
+        })
+        .collect()
 }
 
 fn us(d: Duration) -> f64 {
@@ -540,12 +603,15 @@ fn header(title: &str, base: &str) {
 fn report(b: &Bench, ops: usize) {
     println!();
     println!(
-        "pipeline: {ops} sequential raw gets per case, 1 caller, client-side CPU and allocations"
+        "pipeline: {ops} sequential raw gets per case (1 caller, {ROUNDS} interleaved rounds); \
+         client-side process CPU and heap allocations (the mock cluster is another process)"
     );
-    let bare = b.rt.block_on(measure(ops, || b.bare_get()));
-    let full_batched =
-        b.rt.block_on(measure(ops, || Bench::client_get(&b.batched)));
-    let full_unary = b.rt.block_on(measure(ops, || Bench::client_get(&b.unary)));
+    let st = b.rt.block_on(measure(
+        b,
+        &[Case::Bare, Case::Client(&b.batched), Case::Client(&b.unary)],
+        ops,
+    ));
+    let (bare, full_batched, full_unary) = (st[0], st[1], st[2]);
     header("headline", "bare-tonic");
     row("bare-tonic (TikvClient::raw_get)", &bare, &bare);
     row("full stack, batch-commands", &full_batched, &bare);
@@ -555,7 +621,8 @@ fn report(b: &Bench, ops: usize) {
         let p50 = us(s.p50) - us(bare.p50);
         let allocs = s.allocs - bare.allocs;
         println!(
-            "goal check {name}: cpu {cpu:.2}x (goal <= 1.30) {}, p50 {p50:+.1} us (goal <= +10) {}, allocs {allocs:+.1} (goal <= 10) {}",
+            "goal check {name}: cpu {cpu:.2}x (goal <= 1.30) {}, p50 {p50:+.1} us \
+             (goal <= +10) {}, allocs {allocs:+.1} (goal <= 10) {}",
             ok(cpu <= 1.3),
             ok(p50 <= 10.0),
             ok(allocs <= 10.0),
@@ -564,50 +631,43 @@ fn report(b: &Bench, ops: usize) {
     verdict("batch-commands", &full_batched);
     verdict("unary", &full_unary);
 
-    // Breakdown: partial stacks, each over the transport of its mode.
-    for (mode, cfg) in [
-        ("batch-commands", Config::default()),
-        ("unary", unary_config()),
+    // Breakdown: partial stacks, each over a transport of its mode, interleaved with the
+    // bare call and the raw client of that mode.
+    for (mode, cfg, client) in [
+        ("batch-commands", Config::default(), &b.batched),
+        ("unary", unary_config(), &b.unary),
     ] {
         let transport =
             b.rt.block_on(async { Transport::from_config(&cfg).await.unwrap() });
         let list = stacks(b.batched.cluster(), &transport);
-        let client = if mode == "unary" {
-            &b.unary
-        } else {
-            &b.batched
-        };
-        let mut rows = Vec::new();
-        for s in &list {
-            let st = b.rt.block_on(measure(ops, || b.stack_get(s)));
-            rows.push((s.name.to_owned(), st));
+        let mut cases = vec![Case::Bare];
+        cases.extend(list.iter().map(Case::Stack));
+        cases.push(Case::Client(client));
+        let st = b.rt.block_on(measure(b, &cases, ops));
+        let bare = st[0];
+        let mut rows: Vec<(&str, Stats)> = list
+            .iter()
+            .map(|s| s.name)
+            .zip(st[1..].iter().copied())
+            .collect();
+        if let Some(last) = st.last() {
+            rows.push(("raw::Client::get", *last));
         }
-        let st = b.rt.block_on(measure(ops, || Bench::client_get(client)));
-        rows.push(("raw::Client::get".to_owned(), st));
         header(&format!("breakdown, {mode} transport"), "bare-tonic");
         row("bare-tonic", &bare, &bare);
         for (name, st) in &rows {
             row(name, st, &bare);
         }
-        println!("step costs (each row minus the one above it):");
-        let mut last: Option<&Stats> = None;
+        println!("step costs (each row minus the one above it; the first minus bare-tonic):");
+        let mut last = &bare;
         for (name, st) in &rows {
-            if let Some(l) = last {
-                println!(
-                    "  {name:<32} cpu {:>+7.1} us  allocs {:>+6.1}  bytes {:>+7.0}",
-                    us(st.cpu) - us(l.cpu),
-                    st.allocs - l.allocs,
-                    st.bytes - l.bytes,
-                );
-            } else {
-                println!(
-                    "  {name:<32} cpu {:>+7.1} us  allocs {:>+6.1}  bytes {:>+7.0}  (vs bare)",
-                    us(st.cpu) - us(bare.cpu),
-                    st.allocs - bare.allocs,
-                    st.bytes - bare.bytes,
-                );
-            }
-            last = Some(st);
+            println!(
+                "  {name:<32} cpu {:>+7.1} us  allocs {:>+6.1}  bytes {:>+7.0}",
+                us(st.cpu) - us(last.cpu),
+                st.allocs - last.allocs,
+                st.bytes - last.bytes,
+            );
+            last = st;
         }
         transport.close();
     }
@@ -621,12 +681,11 @@ fn unary_config() -> Config {
 
 /// The `PIPELINE_BENCH_ONLY` mode: one case, one row.
 fn run_only(b: &Bench, case: &str, ops: usize) {
+    let one = |c: Case<'_>| b.rt.block_on(measure(b, &[c], ops))[0];
     let st = match case {
-        "bare" => b.rt.block_on(measure(ops, || b.bare_get())),
-        "full-batched" => {
-            b.rt.block_on(measure(ops, || Bench::client_get(&b.batched)))
-        }
-        "full-unary" => b.rt.block_on(measure(ops, || Bench::client_get(&b.unary))),
+        "bare" => one(Case::Bare),
+        "full-batched" => one(Case::Client(&b.batched)),
+        "full-unary" => one(Case::Client(&b.unary)),
         _ => {
             let (mode, name) = case
                 .split_once('/')
@@ -643,7 +702,7 @@ fn run_only(b: &Bench, case: &str, ops: usize) {
                 .iter()
                 .find(|s| s.name == name)
                 .unwrap_or_else(|| panic!("unknown stack {name:?}"));
-            b.rt.block_on(measure(ops, || b.stack_get(stack)))
+            one(Case::Stack(stack))
         }
     };
     header(case, "itself");
