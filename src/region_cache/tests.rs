@@ -4,204 +4,15 @@
 
 use std::sync::Arc;
 
-use futures_core::future::BoxFuture;
-use tikv_layers::Result;
 use tikv_layers::backoff::{Backoffer, SharedBackoffer};
 use tikv_layers::locate::{
     EpochNotMatchOutcome, InvalidReason, RegionLocator, StoreResolver, contains, contains_by_end,
 };
-use tikv_proto::{metapb, pdpb};
+use tikv_proto::metapb;
 
 use super::*;
 use crate::mock::{Clock, Cluster, MockPd};
-use crate::pd::{CodecPdClient, KeyMode, KeyRange, RegionInfo, RegionMetaClient, RegionOptions};
-
-/// `RegionMetaClient` over the in-process mock PD.
-#[derive(Clone)]
-struct MockPdSource(MockPd);
-
-fn status(s: tonic::Status) -> tikv_layers::Error {
-    s.into()
-}
-
-fn header_error(h: Option<&pdpb::ResponseHeader>) -> Result<()> {
-    if let Some(e) = h.and_then(|h| h.error.as_ref())
-        && e.r#type() != pdpb::ErrorType::Ok
-    {
-        return Err(tikv_layers::ErrorDetail::Pd(Box::new(e.clone())).into());
-    }
-    Ok(())
-}
-
-fn region_resp(r: pdpb::GetRegionResponse) -> Result<Option<RegionInfo>> {
-    header_error(r.header.as_ref())?;
-    Ok(r.region.map(|region| RegionInfo {
-        region,
-        leader: r.leader.filter(|l| l.id != 0),
-        down_peers: r.down_peers,
-        pending_peers: r.pending_peers,
-        buckets: r.buckets,
-    }))
-}
-
-fn pd_regions(rs: Vec<pdpb::Region>) -> Vec<RegionInfo> {
-    rs.into_iter()
-        .filter_map(|r| {
-            Some(RegionInfo {
-                region: r.region?,
-                leader: r.leader.filter(|l| l.id != 0),
-                down_peers: r.down_peers,
-                pending_peers: r.pending_peers,
-                buckets: r.buckets,
-            })
-        })
-        .collect()
-}
-
-impl RegionMetaClient for MockPdSource {
-    fn get_region(
-        &self,
-        key: Vec<u8>,
-        opts: RegionOptions,
-    ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
-        let pd = self.0.clone();
-        Box::pin(async move {
-            let r = pd
-                .get_region(pdpb::GetRegionRequest {
-                    region_key: key,
-                    need_buckets: opts.need_buckets,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?;
-            region_resp(r)
-        })
-    }
-    fn get_prev_region(
-        &self,
-        key: Vec<u8>,
-        opts: RegionOptions,
-    ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
-        let pd = self.0.clone();
-        Box::pin(async move {
-            let r = pd
-                .get_prev_region(pdpb::GetRegionRequest {
-                    region_key: key,
-                    need_buckets: opts.need_buckets,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?;
-            region_resp(r)
-        })
-    }
-    fn get_region_by_id(
-        &self,
-        id: u64,
-        opts: RegionOptions,
-    ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
-        let pd = self.0.clone();
-        Box::pin(async move {
-            let r = pd
-                .get_region_by_id(pdpb::GetRegionByIdRequest {
-                    region_id: id,
-                    need_buckets: opts.need_buckets,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?;
-            region_resp(r)
-        })
-    }
-    fn scan_regions(
-        &self,
-        start: Vec<u8>,
-        end: Vec<u8>,
-        limit: i32,
-        _opts: RegionOptions,
-    ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
-        let pd = self.0.clone();
-        Box::pin(async move {
-            let r = pd
-                .scan_regions(pdpb::ScanRegionsRequest {
-                    start_key: start,
-                    end_key: end,
-                    limit,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?;
-            header_error(r.header.as_ref())?;
-            Ok(pd_regions(r.regions))
-        })
-    }
-    fn batch_scan_regions(
-        &self,
-        ranges: Vec<KeyRange>,
-        limit: i32,
-        opts: RegionOptions,
-    ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
-        let pd = self.0.clone();
-        Box::pin(async move {
-            let r = pd
-                .batch_scan_regions(pdpb::BatchScanRegionsRequest {
-                    ranges: ranges
-                        .into_iter()
-                        .map(|r| pdpb::KeyRange {
-                            start_key: r.start,
-                            end_key: r.end,
-                        })
-                        .collect(),
-                    limit,
-                    need_buckets: opts.need_buckets,
-                    contain_all_key_range: opts.contain_all_key_range,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?;
-            header_error(r.header.as_ref())?;
-            Ok(pd_regions(r.regions))
-        })
-    }
-    fn get_store(
-        &self,
-        id: u64,
-        _opts: RegionOptions,
-    ) -> BoxFuture<'static, Result<Option<metapb::Store>>> {
-        let pd = self.0.clone();
-        Box::pin(async move {
-            let r = pd
-                .get_store(pdpb::GetStoreRequest {
-                    store_id: id,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?;
-            header_error(r.header.as_ref())?;
-            Ok(r.store)
-        })
-    }
-    fn get_all_stores(
-        &self,
-        opts: RegionOptions,
-    ) -> BoxFuture<'static, Result<Vec<metapb::Store>>> {
-        let pd = self.0.clone();
-        Box::pin(async move {
-            let r = pd
-                .get_all_stores(pdpb::GetAllStoresRequest {
-                    exclude_tombstone_stores: opts.exclude_tombstone,
-                    ..Default::default()
-                })
-                .await
-                .map_err(status)?;
-            header_error(r.header.as_ref())?;
-            Ok(r.stores)
-        })
-    }
-    fn cluster_id(&self) -> u64 {
-        self.0.cluster_id()
-    }
-}
+use crate::pd::{CodecPdClient, KeyMode, KeyRange, RegionInfo};
 
 /// client-go's `testRegionCacheSuite.SetupTest`: two stores, one region, leader on store 1.
 struct Suite {
@@ -219,7 +30,7 @@ impl Suite {
         let cluster = Cluster::new(Clock::new());
         let (stores, peers, region, _) = cluster.bootstrap_with_multi_stores(2);
         let pd = MockPd::new(cluster.clone(), 1);
-        let codec = CodecPdClient::new(Arc::new(MockPdSource(pd)), KeyMode::TxnV1);
+        let codec = CodecPdClient::new(Arc::new(pd), KeyMode::TxnV1);
         let cache = RegionCache::new(Arc::new(codec), RegionCacheOptions::default());
         Suite {
             cluster,
