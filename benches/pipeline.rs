@@ -69,7 +69,6 @@ use tikv::transport::Transport;
 use tokio::runtime::Runtime;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 /// Counts every heap allocation of this process (no `unsafe` needed on our side).
@@ -347,19 +346,19 @@ struct Stack {
 /// The partial stacks over `transport`, innermost first, ending with the whole default
 /// pipeline built by `PipelineBuilder` over the same transport.
 fn stacks(cluster: &Cluster, transport: &Transport) -> Vec<Stack> {
-    let terminal: BoxedStage = BoxCloneSyncService::new(transport.clone());
+    let terminal: BoxedStage = BoxedStage::new(transport.clone());
     let locator = Arc::new(cluster.region_cache().clone());
     let services = RegionServices {
         locator: locator.clone(),
         stores: Arc::new(cluster.store_cache().clone()),
     };
-    let attempt: BoxedStage = BoxCloneSyncService::new(
+    let attempt: BoxedStage = BoxedStage::new(
         ServiceBuilder::new()
             .layer(TimeoutLayer::with_policy(DefaultTimeoutPolicy::new()))
             .layer(ApiCodecLayer::new(Codec::v1(Mode::Raw)))
             .service(terminal.clone()),
     );
-    let send_loop: BoxedStage = BoxCloneSyncService::new(
+    let send_loop: BoxedStage = BoxedStage::new(
         ServiceBuilder::new()
             .layer(RetryLayer::new(services.clone()))
             .layer(RouteLayer::new(locator.clone()))
@@ -368,10 +367,9 @@ fn stacks(cluster: &Cluster, transport: &Transport) -> Vec<Stack> {
             .layer(AttemptTraceLayer::new())
             .service(attempt.clone()),
     );
-    let shard: BoxedStage = BoxCloneSyncService::new(
-        ShardLayer::new(locator).layer(BoxCloneSyncService::new(send_loop.clone())),
-    );
-    let observed: BoxedStage = BoxCloneSyncService::new(
+    let shard: BoxedStage =
+        BoxedStage::new(ShardLayer::new(locator).layer(BoxedStage::new(send_loop.clone())));
+    let observed: BoxedStage = BoxedStage::new(
         ServiceBuilder::new()
             .layer(TraceLayer::default())
             .layer(MetricsLayer::new())
@@ -409,7 +407,7 @@ fn stacks(cluster: &Cluster, transport: &Transport) -> Vec<Stack> {
         },
         Stack {
             name: "PipelineBuilder",
-            svc: BoxCloneSyncService::new(pipeline),
+            svc: BoxedStage::new(pipeline),
             routed: true,
         },
     ]

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! trace → metrics → [Stage::Request layers] → shard → resolve_lock → retry → route
-//!       → replica → interceptor → [Stage::Attempt layers] → timeout → api_codec → transport
+//!       → replica → interceptor → [Stage::Attempt layers] → timeout → api_codec → network
+//!       → transport
 //! ```
 //!
 //! Everything above `retry` sees one logical request; everything below it sees one
@@ -20,9 +21,11 @@
 //!    This is how users test code that uses the clients.
 //! 3. Per-request hooks ride in the request itself (see `tikv::layers::interceptor`).
 //!
-//! Each stage boundary is a boxed, cloneable service ([`BoxedStage`]): inserting layers
-//! never changes the client's type.
+//! Each stage boundary is a type-erased, cloneable service ([`BoxedStage`]): inserting
+//! layers never changes the client's type.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -30,23 +33,96 @@ use tikv_layers::api_codec::{ApiCodecLayer, Codec, Mode};
 use tikv_layers::interceptor::{Interceptor, InterceptorLayer, named};
 use tikv_layers::locate::ConnectionControl;
 use tikv_layers::metrics::MetricsLayer;
+use tikv_layers::network::NetworkLayer;
 use tikv_layers::replica::{RegionServices, ReplicaLayer};
 use tikv_layers::resolve_lock::{LockResolver, ResolveLockLayer};
-use tikv_layers::retry::RetryLayer;
+use tikv_layers::retry::{ReadTsValidator, RetryLayer};
 use tikv_layers::route::RouteLayer;
 use tikv_layers::shard::{DefaultShardPolicy, ShardLayer};
 use tikv_layers::timeout::{DefaultTimeoutPolicy, TimeoutLayer};
 use tikv_layers::trace::{AttemptTraceLayer, TraceLayer};
 use tikv_layers::{Error, ErrorDetail, Result, RpcRequest, RpcResponse};
-use tower::util::BoxCloneSyncService;
+use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
 
-/// A pipeline stage boundary: a boxed, cloneable, `Sync` service over the request
+/// A pipeline stage boundary: a type-erased, cloneable, `Sync` service over the request
 /// envelope. User layers at a [`Stage`] wrap one of these.
-pub type BoxedStage = BoxCloneSyncService<RpcRequest, RpcResponse, Error>;
+///
+/// Unlike `tower::util::BoxCloneSyncService`, cloning a `BoxedStage` does not allocate:
+/// the erased service sits behind an `Arc` and each call clones the concrete service
+/// inside (a few reference-count bumps for this crate's layers) and drives it with
+/// [`ServiceExt::oneshot`]. Layers clone their inner service once per call (and the send
+/// loop once per attempt), so with nested boundaries a per-clone allocation added up to
+/// a large share of the pipeline's allocations per request (issue 6, benches/pipeline.rs).
+///
+/// Always ready: readiness of the wrapped service is awaited inside the call's future,
+/// as every layer of `tikv::layers` expects of its inner service.
+#[derive(Clone)]
+pub struct BoxedStage {
+    inner: Arc<dyn StageCall>,
+}
+
+/// The future of one call through a [`BoxedStage`].
+pub type StageFuture = Pin<Box<dyn Future<Output = Result<RpcResponse>> + Send + 'static>>;
+
+/// The object-safe face of a stage: a call through `&self`.
+trait StageCall: Send + Sync {
+    fn call(&self, req: RpcRequest) -> StageFuture;
+}
+
+/// A concrete service behind a [`BoxedStage`]; each call runs on a clone of it.
+struct CloneOnCall<S>(S);
+
+impl<S> StageCall for CloneOnCall<S>
+where
+    S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    fn call(&self, req: RpcRequest) -> StageFuture {
+        Box::pin(self.0.clone().oneshot(req))
+    }
+}
+
+impl BoxedStage {
+    /// Erases `svc`'s type. The service is cloned once per call, so it should be cheap to
+    /// clone (shared state behind `Arc`s), as tower services conventionally are.
+    pub fn new<S>(svc: S) -> BoxedStage
+    where
+        S: Service<RpcRequest, Response = RpcResponse, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        BoxedStage {
+            inner: Arc::new(CloneOnCall(svc)),
+        }
+    }
+}
+
+impl std::fmt::Debug for BoxedStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoxedStage").finish_non_exhaustive()
+    }
+}
+
+impl Service<RpcRequest> for BoxedStage {
+    type Response = RpcResponse;
+    type Error = Error;
+    type Future = StageFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: RpcRequest) -> StageFuture {
+        self.inner.call(req)
+    }
+}
 
 /// Where a user layer goes in the default stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,12 +138,20 @@ pub enum Stage {
 
 type StageFn = Arc<dyn Fn(BoxedStage) -> BoxedStage + Send + Sync>;
 
+/// The per-attempt core over the terminal service: `timeout → api_codec → network →
+/// transport`.
+type Core = Stack<NetworkLayer, Stack<ApiCodecLayer, Stack<TimeoutLayer, Identity>>>;
+
+/// Builds the core over the terminal service the user gave, keeping the terminal's
+/// concrete type so the core costs one boxed boundary per attempt, not two.
+type TerminalFn = Arc<dyn Fn(ServiceBuilder<Core>) -> BoxedStage + Send + Sync>;
+
 /// Builds a [`Pipeline`]: the default stack plus user layers; see the [module docs](self).
 #[derive(Clone, Default)]
 pub struct PipelineBuilder {
     request: Vec<StageFn>,
     attempt: Vec<StageFn>,
-    transport: Option<BoxedStage>,
+    transport: Option<TerminalFn>,
     conn: Option<Arc<dyn ConnectionControl>>,
     forwarding: bool,
     local_zone: Option<String>,
@@ -77,6 +161,7 @@ pub struct PipelineBuilder {
     timeouts: DefaultTimeoutPolicy,
     shard: DefaultShardPolicy,
     resolver: Option<Arc<dyn LockResolver>>,
+    read_ts: Option<Arc<dyn ReadTsValidator>>,
     trace: TraceLayer,
     store_limit: u64,
 }
@@ -110,7 +195,7 @@ impl PipelineBuilder {
             + 'static,
         <L::Service as Service<RpcRequest>>::Future: Send + 'static,
     {
-        let f: StageFn = Arc::new(move |inner| BoxCloneSyncService::new(layer.layer(inner)));
+        let f: StageFn = Arc::new(move |inner| BoxedStage::new(layer.layer(inner)));
         match at {
             Stage::Request => self.request.push(f),
             Stage::Attempt => self.attempt.push(f),
@@ -129,7 +214,9 @@ impl PipelineBuilder {
             + 'static,
         T::Future: Send + 'static,
     {
-        self.transport = Some(BoxCloneSyncService::new(transport));
+        self.transport = Some(Arc::new(move |core: ServiceBuilder<Core>| {
+            BoxedStage::new(core.service(transport.clone()))
+        }));
         self
     }
 
@@ -169,6 +256,16 @@ impl PipelineBuilder {
     /// locked answers go back to the caller as they are.
     pub fn lock_resolver(mut self, resolver: Arc<dyn LockResolver>) -> Self {
         self.resolver = Some(resolver);
+        self
+    }
+
+    /// Validates read timestamps before a read's first attempt (client-go's
+    /// `ReadTSValidator`, SL-2 step 3): a read ts the oracle cannot vouch for fails
+    /// without an RPC. Transactional clients set their cluster's oracle here (see
+    /// [`OracleReadTsValidator`](crate::oracle::OracleReadTsValidator)); raw KV sets none,
+    /// like client-go's no-op validator.
+    pub fn read_ts_validator(mut self, validator: Arc<dyn ReadTsValidator>) -> Self {
+        self.read_ts = Some(validator);
         self
     }
 
@@ -231,8 +328,10 @@ impl PipelineBuilder {
         let core = ServiceBuilder::new()
             .layer(TimeoutLayer::with_policy(self.timeouts))
             .layer(ApiCodecLayer::new(codec))
-            .service(terminal);
-        let mut attempt: BoxedStage = BoxCloneSyncService::new(core);
+            // Measures what goes on the wire (after the codec), client-go's network
+            // collector: stale-read traffic, read bytes, traffic exec details.
+            .layer(NetworkLayer::new());
+        let mut attempt: BoxedStage = terminal(core);
         for f in self.attempt.iter().rev() {
             attempt = f(attempt);
         }
@@ -249,6 +348,9 @@ impl PipelineBuilder {
         if let Some(conn) = self.conn {
             retry = retry.connection_control(conn);
         }
+        if let Some(v) = self.read_ts {
+            retry = retry.read_ts_validator(v);
+        }
         let send_loop = ServiceBuilder::new()
             .layer(retry)
             .layer(RouteLayer::new(locator.clone()))
@@ -259,25 +361,50 @@ impl PipelineBuilder {
 
         // Per logical request: shard (and lock resolution) over the send loop, then the
         // user's request-stage layers, then metrics and the request span.
-        let per_region: BoxedStage = match self.resolver {
-            Some(r) => BoxCloneSyncService::new(ResolveLockLayer::new(r).layer(send_loop)),
-            None => BoxCloneSyncService::new(send_loop),
+        let top = RequestTop {
+            request: self.request,
+            trace: self.trace,
+            shard: ShardLayer::new(locator).policy(self.shard),
         };
-        let mut request: BoxedStage = BoxCloneSyncService::new(
-            ShardLayer::new(locator)
-                .policy(self.shard)
-                .layer(per_region),
-        );
-        for f in self.request.iter().rev() {
-            request = f(request);
+        let svc = match self.resolver {
+            Some(r) => top.build(ResolveLockLayer::new(r).layer(send_loop)),
+            None => top.build(send_loop),
+        };
+        Ok(Pipeline { svc })
+    }
+}
+
+/// The per-request part of the stack, over the region send loop.
+struct RequestTop {
+    request: Vec<StageFn>,
+    trace: TraceLayer,
+    shard: ShardLayer,
+}
+
+impl RequestTop {
+    /// `trace → metrics → [request stage] → shard → per_region`. Without request-stage
+    /// layers nothing in between is erased, so a call pays for one boxed boundary here
+    /// instead of three.
+    fn build<S>(self, per_region: S) -> BoxedStage
+    where
+        S: Service<RpcRequest, Response = RpcResponse, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let observe = ServiceBuilder::new()
+            .layer(self.trace)
+            .layer(MetricsLayer::new());
+        if self.request.is_empty() {
+            return BoxedStage::new(observe.service(self.shard.layer(per_region)));
         }
-        let request = BoxCloneSyncService::new(
-            ServiceBuilder::new()
-                .layer(self.trace)
-                .layer(MetricsLayer::new())
-                .service(request),
-        );
-        Ok(Pipeline { svc: request })
+        let mut stage = BoxedStage::new(self.shard.layer(BoxedStage::new(per_region)));
+        for f in self.request.iter().rev() {
+            stage = f(stage);
+        }
+        BoxedStage::new(observe.service(stage))
     }
 }
 
@@ -308,7 +435,7 @@ impl Pipeline {
         S::Future: Send + 'static,
     {
         Pipeline {
-            svc: BoxCloneSyncService::new(svc),
+            svc: BoxedStage::new(svc),
         }
     }
 
@@ -320,7 +447,7 @@ impl Pipeline {
     /// on the client side (a write the server already received may still apply, as with
     /// any RPC).
     pub async fn call(&self, req: RpcRequest) -> Result<RpcResponse> {
-        self.svc.clone().oneshot(req).await
+        self.svc.inner.call(req).await
     }
 }
 

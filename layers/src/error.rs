@@ -388,6 +388,26 @@ pub enum ErrorDetail {
     /// A bug or an unexpected internal state.
     #[error("internal error: {0}")]
     Internal(String),
+
+    // ----- resource control (PD's resource-manager client), TE-5 -----
+    /// The request's resource group ran out of request units and the resource-control
+    /// hook refused to send it (PD client's `ErrClientResourceGroupThrottled`). The send
+    /// loop fails at once without retrying or touching the store (TE-5).
+    #[error("exceeded resource group quota limitation: {0}")]
+    ResourceGroupThrottled(String),
+    /// The resource-group configuration could not be loaded (PD client's
+    /// `ErrClientResourceGroupConfigUnavailable`); not retried by the send loop (TE-5).
+    #[error("resource group config is unavailable: {0}")]
+    ResourceGroupConfigUnavailable(String),
+    /// Fetching a resource group's settings failed (PD client's `ErrClientGetResourceGroup`);
+    /// not retried by the send loop (TE-5).
+    #[error("get resource group {name} failed: {cause}")]
+    GetResourceGroup {
+        /// The resource group's name.
+        name: String,
+        /// Why the fetch failed.
+        cause: String,
+    },
 }
 
 /// A short label for a region error, following client-go's `regionErrorToLabel` order.
@@ -461,7 +481,12 @@ impl Error {
             | D::RegionFlashbackNotPrepared
             | D::RegionError(_) => ErrorKind::Region,
             D::LockWaitTimeout | D::AttemptTimeout { .. } => ErrorKind::Timeout,
-            D::PdServerTimeout(_) | D::Pd(_) | D::MismatchClusterId { .. } => ErrorKind::Pd,
+            D::PdServerTimeout(_)
+            | D::Pd(_)
+            | D::MismatchClusterId { .. }
+            | D::ResourceGroupThrottled(_)
+            | D::ResourceGroupConfigUnavailable(_)
+            | D::GetResourceGroup { .. } => ErrorKind::Pd,
             D::ResultUndetermined => ErrorKind::Undetermined,
             D::Deadlock { .. }
             | D::KeyExists { .. }
@@ -557,6 +582,18 @@ impl Error {
     #[doc(alias = "IsErrorCommitTSLag")]
     pub fn is_commit_ts_lag(&self) -> bool {
         matches!(self.inner.detail, ErrorDetail::CommitTsLag)
+    }
+
+    /// Whether resource control refused or could not admit the request (throttled, group
+    /// config unavailable, group fetch failed). The send loop never retries these (TE-5);
+    /// the caller decides whether to wait for quota.
+    pub fn is_resource_group_error(&self) -> bool {
+        matches!(
+            self.inner.detail,
+            ErrorDetail::ResourceGroupThrottled(_)
+                | ErrorDetail::ResourceGroupConfigUnavailable(_)
+                | ErrorDetail::GetResourceGroup { .. }
+        )
     }
 
     /// Whether this is a region error returned by TiKV.
@@ -849,6 +886,12 @@ mod tests {
                 got: 2,
             },
             ErrorDetail::Internal("i".into()),
+            ErrorDetail::ResourceGroupThrottled("wait 1s".into()),
+            ErrorDetail::ResourceGroupConfigUnavailable("no config".into()),
+            ErrorDetail::GetResourceGroup {
+                name: "rg".into(),
+                cause: "pd down".into(),
+            },
         ];
         for d in details {
             let e = Error::new(d);
@@ -858,6 +901,30 @@ mod tests {
             let _ = e.is_timeout();
             assert!(!format!("{e:?}").is_empty());
         }
+    }
+
+    #[test]
+    fn resource_group_errors_are_pd_errors_and_not_retryable() {
+        for d in [
+            ErrorDetail::ResourceGroupThrottled("wait 1s".into()),
+            ErrorDetail::ResourceGroupConfigUnavailable("x".into()),
+            ErrorDetail::GetResourceGroup {
+                name: "rg".into(),
+                cause: "c".into(),
+            },
+        ] {
+            let e = Error::new(d);
+            assert!(e.is_resource_group_error());
+            assert_eq!(e.kind(), ErrorKind::Pd);
+            assert!(!e.is_retryable());
+            assert!(!e.is_timeout());
+        }
+        let e: Error = ErrorDetail::ResourceGroupThrottled("wait 1s".into()).into();
+        assert_eq!(
+            e.to_string(),
+            "exceeded resource group quota limitation: wait 1s"
+        );
+        assert!(!Error::new(ErrorDetail::Unknown).is_resource_group_error());
     }
 
     #[test]

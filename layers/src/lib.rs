@@ -33,6 +33,7 @@ pub mod exec_details;
 pub mod interceptor;
 pub mod locate;
 pub mod metrics;
+pub mod network;
 pub mod replica;
 pub mod request;
 pub mod resolve_lock;

@@ -1044,6 +1044,13 @@ impl RpcRequest {
     /// budget. A context already set on the inner message is taken as the envelope's
     /// context (client-go's `NewRequest(typ, req, ctx)`).
     pub fn new(cmd: impl Into<Command>) -> RpcRequest {
+        RpcRequest::with_backoffer(cmd, SharedBackoffer::default())
+    }
+
+    /// Creates a request like [`new`](Self::new) with the caller's backoffer (budget)
+    /// instead of the unlimited placeholder. Equivalent to `new(cmd).backoffer(bo)`
+    /// without building the placeholder first (clients create one request per call).
+    pub fn with_backoffer(cmd: impl Into<Command>, backoffer: SharedBackoffer) -> RpcRequest {
         let cmd = cmd.into();
         let context = cmd.context().cloned().unwrap_or_default();
         RpcRequest {
@@ -1051,7 +1058,7 @@ impl RpcRequest {
             context,
             options: RequestOptions::default(),
             target: Target::default(),
-            backoffer: SharedBackoffer::default(),
+            backoffer,
             extensions: http::Extensions::new(),
         }
     }

@@ -6,8 +6,11 @@
 //! `"default"` are one family, raw data never mixes with MVCC data, the CAS truth table is
 //! TiKV's, absent keys are left out of `RawBatchGet`, `key_only` is honoured.
 //!
-//! Every method takes the routed region's range (raw keys, empty = unbounded) and clamps to
-//! it; the key-range checks themselves happen in the TiKV face (MC-2.4.2).
+//! Every method takes the routed region's range in raw key space (empty = unbounded) and
+//! clamps to it; the key-range checks themselves happen in the TiKV face (MC-2.4.2). Under
+//! API V1 raw region bounds are raw keys; under API V2 they are memcomparable-encoded like
+//! every region bound, and the face hands this store their decoded form, so the store never
+//! compares a raw key with an encoded bound.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -39,7 +42,7 @@ fn cf_name(cf: &str) -> String {
     }
 }
 
-/// A region range in raw key space.
+/// A region range in raw key space (already decoded from the region-bound encoding).
 #[derive(Debug, Clone)]
 pub(crate) struct Range<'a> {
     pub(crate) start: &'a [u8],

@@ -798,8 +798,25 @@ impl Mock {
             KeyMode::Raw => b'r',
         };
         let prefix = [mode_byte, a, b, c];
+        // The exclusive end of the keyspace: the next keyspace's prefix, or the next mode
+        // byte alone after the last id (KS-13 `keyspaceEnd`). TiKV checks only the mode
+        // byte of a range end and admits the mode's end (`check_api_version_ranges`), so a
+        // range running to the end of the keyspace must pass here too.
+        let keyspace_end = match id.checked_add(1).filter(|n| *n <= 0x00FF_FFFF) {
+            Some(next) => {
+                let [_, a, b, c] = next.to_be_bytes();
+                vec![mode_byte, a, b, c]
+            }
+            None => vec![mode_byte + 1],
+        };
         for k in checks {
-            let (KeyCheck::In(key) | KeyCheck::EndWithin(key) | KeyCheck::RawEnd(key)) = k;
+            let (key, is_end) = match k {
+                KeyCheck::In(key) => (key, false),
+                KeyCheck::EndWithin(key) | KeyCheck::RawEnd(key) => (key, true),
+            };
+            if is_end && key == keyspace_end.as_slice() {
+                continue;
+            }
             if !key.is_empty() && !key.starts_with(&prefix) {
                 return Some(format!(
                     "invalid key mode: key {key:?} is not in keyspace {id} ({mode:?} mode)"
@@ -809,14 +826,38 @@ impl Mock {
         None
     }
 
+    /// Whether raw keys live in the memcomparable region space. Under API V1 raw regions
+    /// are bounded by raw keys (mocktikv's raw tests split at raw keys); under API V2 raw and
+    /// transactional keys share one key space whose region bounds are memcomparable-encoded
+    /// (client-go `codec_v2.go` decodes every region key with `DecodeBytes` first), so a raw
+    /// key must be encoded before it is compared with a bound.
+    fn raw_keys_encoded(&self) -> bool {
+        self.inner.opts.api_version == kvrpcpb::ApiVersion::V2
+    }
+
+    /// A command key in the encoding of the region bounds (MC-2.4.2).
+    fn region_space_key(&self, mode: KeyMode, k: &[u8]) -> Vec<u8> {
+        match mode {
+            KeyMode::Raw if !self.raw_keys_encoded() => k.to_vec(),
+            _ => encode_key(k),
+        }
+    }
+
+    /// The routed region's range in raw key space, what the raw store clamps scans and
+    /// checksums to: the bounds themselves under V1, their decoded form under V2.
+    fn raw_region_range(&self, region: &metapb::Region) -> (Vec<u8>, Vec<u8>) {
+        if self.raw_keys_encoded() {
+            (decode_key(&region.start_key), decode_key(&region.end_key))
+        } else {
+            (region.start_key.clone(), region.end_key.clone())
+        }
+    }
+
     /// MC-2.4: the first key outside the region gives `KeyNotInRegion` and a violation.
     fn check_keys(&self, cmd: &Command, region: &metapb::Region) -> Option<errorpb::Error> {
         let (mode, checks) = key_checks(cmd);
         let (s, e) = (&region.start_key, &region.end_key);
-        let pd = |k: &[u8]| match mode {
-            KeyMode::Txn => encode_key(k),
-            KeyMode::Raw => k.to_vec(),
-        };
+        let pd = |k: &[u8]| self.region_space_key(mode, k);
         for c in checks {
             let (key, ok) = match c {
                 KeyCheck::In(k) => (
@@ -835,7 +876,9 @@ impl Mock {
                     let ok = if k.is_empty() {
                         e.is_empty()
                     } else {
-                        s.as_slice() < k && (e.is_empty() || k <= e.as_slice())
+                        let k = pd(k);
+                        s.as_slice() < k.as_slice()
+                            && (e.is_empty() || k.as_slice() <= e.as_slice())
                     };
                     (k, ok)
                 }
@@ -868,9 +911,10 @@ impl Mock {
     ) -> Result<CommandResponse, Error> {
         let raw = &self.inner.raw;
         let cmd_is_stream = cmd.cmd_type() == CmdType::CopStream;
+        let (raw_start, raw_end) = self.raw_region_range(region);
         let range = Range {
-            start: &region.start_key,
-            end: &region.end_key,
+            start: &raw_start,
+            end: &raw_end,
         };
         Ok(match cmd {
             Command::RawGet(r) => raw.get(&r).into(),
@@ -978,7 +1022,14 @@ impl Mock {
         }
         let keys: Vec<Vec<u8>> = keys
             .into_iter()
-            .map(|k| if r.is_raw_kv { k } else { encode_key(&k) })
+            .map(|k| {
+                let mode = if r.is_raw_kv {
+                    KeyMode::Raw
+                } else {
+                    KeyMode::Txn
+                };
+                self.region_space_key(mode, &k)
+            })
             .collect();
         self.inner.cluster.split_at_keys(&keys);
         let regions: Vec<metapb::Region> = self

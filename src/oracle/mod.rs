@@ -25,6 +25,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -351,6 +352,23 @@ pub trait Oracle: Send + Sync + std::fmt::Debug + 'static {
         is_stale_read: bool,
         opt: &OracleOption,
     ) -> BoxFuture<'static, Result<()>>;
+}
+
+/// Lets the pipeline's send loop validate read timestamps through an oracle (client-go
+/// passes its oracle as the `ReadTSValidator` of transactional requests, SL-2 step 3).
+/// Validation uses the global transaction scope.
+#[derive(Debug, Clone)]
+pub struct OracleReadTsValidator(pub Arc<dyn Oracle>);
+
+impl tikv_layers::retry::ReadTsValidator for OracleReadTsValidator {
+    fn validate_read_ts(
+        &self,
+        read_ts: u64,
+        is_stale_read: bool,
+    ) -> BoxFuture<'static, Result<()>> {
+        self.0
+            .validate_read_ts(read_ts, is_stale_read, &OracleOption::global())
+    }
 }
 
 /// A read-ts validator that accepts everything (client-go's `NoopReadTSValidator`); rawkv

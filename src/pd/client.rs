@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
+use super::health::{self, Availability, FOLLOWER_UNAVAILABLE_FOR};
 use super::layer::{PdChannel, pd_channel};
 use super::tso::{self, TsoCall};
 use super::{KeyRange, RegionInfo, RegionMetaClient, RegionOptions};
@@ -27,6 +28,10 @@ const MEMBER_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
 const MEMBER_UPDATE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause between init attempts (PD-3, 1 s).
 const INIT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often members are probed with the gRPC health service (PD-5, 1 s).
+const MEMBER_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the service mode is asked for (PD-7, 3 s).
+const SERVICE_MODE_UPDATE_INTERVAL: Duration = Duration::from_secs(3);
 
 static CALLER_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -55,6 +60,18 @@ pub struct PdClientOptions {
     pub max_tso_batch: usize,
     /// Pause between attempts to (re)create the TSO stream.
     pub tso_retry_interval: Duration,
+    /// Send requests through an available PD follower, which forwards them to the leader,
+    /// while the leader fails its health probes (PD-5; client-go's
+    /// `config.EnableForwarding`, passed as the PD client's `WithForwardingOption`).
+    /// Default false.
+    pub enable_forwarding: bool,
+    /// How often the leader and the followers are probed with the gRPC health service
+    /// (PD-5; the PD client's `MemberHealthCheckInterval`, 1 s). A follower probe may take
+    /// a third of it; the leader probe the client timeout.
+    pub health_check_interval: Duration,
+    /// How often the leader is asked for the service mode with `GetClusterInfo` (PD-7;
+    /// the PD client's `serviceModeUpdateInterval`, 3 s).
+    pub service_mode_interval: Duration,
 }
 
 impl Default for PdClientOptions {
@@ -68,12 +85,16 @@ impl Default for PdClientOptions {
             max_init_retries: 3,
             max_tso_batch: 10_000,
             tso_retry_interval: Duration::from_millis(50),
+            enable_forwarding: false,
+            health_check_interval: MEMBER_HEALTH_CHECK_INTERVAL,
+            service_mode_interval: SERVICE_MODE_UPDATE_INTERVAL,
         }
     }
 }
 
 impl PdClientOptions {
-    /// Options from a [`Config`](crate::config::Config): PD timeout, keepalive and TLS.
+    /// Options from a [`Config`](crate::config::Config): PD timeout, keepalive, TLS and
+    /// the forwarding flag (`enable_forwarding`, PD-20).
     ///
     /// PD uses TLS only when a client certificate or key is configured (PD-24); the files
     /// are read with `tokio::fs`.
@@ -93,6 +114,7 @@ impl PdClientOptions {
             tls,
             keepalive_time: Some(config.tikv_client.grpc_keepalive_time),
             keepalive_timeout: Some(config.tikv_client.grpc_keepalive_timeout),
+            enable_forwarding: config.enable_forwarding,
             ..PdClientOptions::default()
         })
     }
@@ -117,6 +139,33 @@ pub(super) struct Inner {
     pub(super) cancel: CancellationToken,
     /// TSO requests sent (one per batch), for tests and benchmarks.
     pub(super) tso_rpcs: AtomicU64,
+    /// Member health and forwarding exclusions (PD-5).
+    availability: Mutex<Availability>,
+    /// The last service mode PD reported, a `pdpb::ServiceMode` (PD-7).
+    pub(super) service_mode: AtomicI32,
+    /// The background tasks (member, TSO, health and service-mode loops).
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Inner {
+    pub(super) fn availability(&self) -> std::sync::MutexGuard<'_, Availability> {
+        self.availability.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current leader URL (empty when unknown) and the follower URLs.
+    pub(super) fn leader_and_followers(&self) -> (String, Vec<String>) {
+        let m = self.members.read().unwrap_or_else(|e| e.into_inner());
+        (m.leader.clone(), m.followers.clone())
+    }
+
+    pub(super) fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    fn service_mode(&self) -> pdpb::ServiceMode {
+        pdpb::ServiceMode::try_from(self.service_mode.load(Ordering::Acquire))
+            .unwrap_or(pdpb::ServiceMode::PdSvcMode)
+    }
 }
 
 impl Drop for Inner {
@@ -370,6 +419,9 @@ impl PdClient {
             tso_tx,
             cancel: CancellationToken::new(),
             tso_rpcs: AtomicU64::new(0),
+            availability: Mutex::new(Availability::default()),
+            service_mode: AtomicI32::new(pdpb::ServiceMode::PdSvcMode as i32),
+            tasks: Mutex::new(Vec::new()),
         });
         let client = PdClient { inner };
         let adopted = match first_answer {
@@ -379,13 +431,21 @@ impl PdClient {
         if !adopted {
             client.update_members().await?;
         }
+        // The service mode decides where timestamps come from, so learn it before the first
+        // one is asked for (PD-7). Unlike the PD client, a failure here does not fail the
+        // creation: the mode stays PD and the loop asks again.
+        if let Err(e) = health::check_service_mode(&client.inner).await {
+            tracing::debug!(error = %e, "initial PD service mode check failed");
+        }
         let weak = Arc::downgrade(&client.inner);
-        tokio::spawn(member_loop(
-            weak.clone(),
-            client.inner.cancel.clone(),
-            check_rx,
-        ));
-        tokio::spawn(tso::dispatcher(weak, client.inner.cancel.clone(), tso_rx));
+        let cancel = client.inner.cancel.clone();
+        let tasks = vec![
+            tokio::spawn(member_loop(weak.clone(), cancel.clone(), check_rx)),
+            tokio::spawn(tso::dispatcher(weak.clone(), cancel.clone(), tso_rx)),
+            tokio::spawn(health::health_loop(weak.clone(), cancel.clone())),
+            tokio::spawn(health::service_mode_loop(weak, cancel)),
+        ];
+        *client.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         Ok(client)
     }
 
@@ -407,6 +467,43 @@ impl PdClient {
     /// The URLs of the followers, as of the last member refresh.
     pub fn follower_urls(&self) -> Vec<String> {
         self.read_members().followers.clone()
+    }
+
+    /// Whether the member at `url` may serve requests: its last health probe succeeded and
+    /// it is not excluded after a `REGION_NOT_FOUND` answer (PD-5). Members never probed
+    /// are available.
+    pub fn member_available(&self, url: &str) -> bool {
+        self.inner
+            .availability()
+            .is_available(url, tokio::time::Instant::now())
+    }
+
+    /// The service mode PD last reported (PD-7); PD mode until PD says otherwise.
+    pub fn service_mode(&self) -> pdpb::ServiceMode {
+        self.inner.service_mode()
+    }
+
+    /// Asks the leader for the service mode now and records it (PD-7), instead of waiting
+    /// for the periodic check.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn refresh_service_mode(&self) -> Result<pdpb::ServiceMode> {
+        health::check_service_mode(&self.inner).await
+    }
+
+    /// How many of the client's background tasks (member refresh, TSO dispatcher, health
+    /// probing, service mode) are still running. Zero some time after
+    /// [`close`](Self::close).
+    pub fn running_background_tasks(&self) -> usize {
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|t| !t.is_finished())
+            .count()
     }
 
     /// How many TSO requests (batches) this client has sent.
@@ -452,6 +549,10 @@ impl PdClient {
     /// Runs one unary call against the leader with retries on connection errors: each
     /// failure refreshes members (blocking) and backs off `pdRPC` within a budget of the
     /// client timeout.
+    ///
+    /// With forwarding on and the leader failing its health probes, the call goes through
+    /// a follower (PD-5); a follower answering `REGION_NOT_FOUND` is excluded for 10 s and
+    /// the call is tried once more at once on the next target.
     async fn unary<Resp, F, Fut>(&self, name: &'static str, f: F) -> Result<Resp>
     where
         Resp: HasHeader,
@@ -460,14 +561,32 @@ impl PdClient {
     {
         let budget = u64::try_from(self.inner.opts.timeout.as_millis()).unwrap_or(u64::MAX);
         let mut bo = Backoffer::new(budget);
+        let mut follower_retried = false;
         loop {
-            let (url, channel) = leader_channel(&self.inner)?;
-            let res = f(PdGrpc::new(channel), self.header()).await;
+            let target = serving_target(&self.inner)?;
+            let url = target.url;
+            let res = f(PdGrpc::new(target.channel), self.header()).await;
             let err = match res {
                 Ok(resp) => {
                     let resp = resp.into_inner();
-                    check_header(resp.header(), self.inner.cluster_id)?;
-                    return Ok(resp);
+                    match check_header(resp.header(), self.inner.cluster_id) {
+                        Ok(()) => return Ok(resp),
+                        Err(e)
+                            if target.via_follower
+                                && !follower_retried
+                                && is_region_not_found(&e) =>
+                        {
+                            tracing::info!(call = name, url = %url, "PD follower cannot serve the region query, skipping it for 10s");
+                            self.inner.availability().mark_unavailable(
+                                &url,
+                                tokio::time::Instant::now(),
+                                FOLLOWER_UNAVAILABLE_FOR,
+                            );
+                            follower_retried = true;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Err(status) => status_error(status, &url),
             };
@@ -492,6 +611,10 @@ impl PdClient {
     ///
     /// Cancel safe: a dropped caller's timestamp is simply not delivered.
     pub async fn get_ts(&self) -> Result<u64> {
+        // In API service mode the PD leader does not allocate timestamps (PD-7).
+        if self.inner.service_mode() == pdpb::ServiceMode::ApiSvcMode {
+            return Err(health::tso_service_unsupported());
+        }
         tso::get_ts(&self.inner.tso_tx).await
     }
 
@@ -927,8 +1050,9 @@ impl PdClient {
         let budget = u64::try_from(self.inner.opts.timeout.as_millis()).unwrap_or(u64::MAX);
         let mut bo = Backoffer::new(budget);
         loop {
-            let (url, channel) = leader_channel(&self.inner)?;
-            let mut c = KeyspaceClient::new(channel);
+            let target = serving_target(&self.inner)?;
+            let url = target.url;
+            let mut c = KeyspaceClient::new(target.channel);
             let req = keyspacepb::LoadKeyspaceRequest {
                 header: Some(self.header()),
                 name: name.clone(),
@@ -984,7 +1108,7 @@ pub(super) fn cluster_id_of(inner: &Inner) -> u64 {
     inner.cluster_id
 }
 
-fn channel_for(inner: &Inner, url: &str) -> Result<PdChannel> {
+pub(super) fn channel_for(inner: &Inner, url: &str) -> Result<PdChannel> {
     let mut chans = inner.channels.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(c) = chans.get(url) {
         return Ok(c.clone());
@@ -994,21 +1118,51 @@ fn channel_for(inner: &Inner, url: &str) -> Result<PdChannel> {
     Ok(c)
 }
 
-/// The leader's URL and channel.
-pub(super) fn leader_channel(inner: &Inner) -> Result<(String, PdChannel)> {
-    let leader = inner
-        .members
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .leader
-        .clone();
+/// Where a request meant for the leader goes (the PD client's `GetServiceClient`).
+pub(super) struct Target {
+    /// The member the request is sent to.
+    pub(super) url: String,
+    /// Its channel, stamped with the forwarding header when `via_follower`.
+    pub(super) channel: PdChannel,
+    /// The request goes through a follower that forwards it to the leader.
+    pub(super) via_follower: bool,
+}
+
+/// The leader, or with forwarding on and the leader failing its probes, the next
+/// available follower asked to forward to it (PD-5). Falls back to the leader when no
+/// follower is available.
+pub(super) fn serving_target(inner: &Inner) -> Result<Target> {
+    let (leader, followers) = inner.leader_and_followers();
     if leader.is_empty() {
         return Err(Error::new(ErrorDetail::PdServerTimeout(
             "no PD leader known".into(),
         )));
     }
-    let ch = channel_for(inner, &leader)?;
-    Ok((leader, ch))
+    if inner.opts.enable_forwarding && !inner.availability().is_reachable(&leader) {
+        let now = tokio::time::Instant::now();
+        let picked = inner.availability().pick_follower(&followers, now);
+        if let Some(f) = picked
+            && let Some(channel) = channel_for(inner, &f)?.forwarded_to(&leader)
+        {
+            tracing::debug!(follower = %f, leader = %leader, "forwarding PD request");
+            return Ok(Target {
+                url: f,
+                channel,
+                via_follower: true,
+            });
+        }
+    }
+    let channel = channel_for(inner, &leader)?;
+    Ok(Target {
+        url: leader,
+        channel,
+        via_follower: false,
+    })
+}
+
+/// Whether `err` is PD's `REGION_NOT_FOUND` header error.
+fn is_region_not_found(err: &Error) -> bool {
+    matches!(err.detail(), ErrorDetail::Pd(e) if e.r#type() == pdpb::ErrorType::RegionNotFound)
 }
 
 fn adopt_members(inner: &Inner, resp: &pdpb::GetMembersResponse) -> bool {
@@ -1036,16 +1190,25 @@ fn adopt_members(inner: &Inner, resp: &pdpb::GetMembersResponse) -> bool {
         .filter(|m| m.member_id != leader.member_id)
         .filter_map(|m| m.client_urls.first().map(|u| normalize_url(u, tls)))
         .collect();
+    let urls: Vec<String> = urls.into_iter().collect();
     let changed = {
         let mut members = inner.members.write().unwrap_or_else(|e| e.into_inner());
         let changed = members.leader != leader_url;
         *members = Members {
-            urls: urls.into_iter().collect(),
+            urls: urls.clone(),
             leader: leader_url.clone(),
             followers,
         };
         changed
     };
+    {
+        let mut avail = inner.availability();
+        avail.retain(&urls);
+        // A new leader starts out reachable, as a fresh PD service client does.
+        if changed {
+            avail.set_network(&leader_url, true);
+        }
+    }
     if changed {
         tracing::info!(leader = %leader_url, "switch PD leader");
         inner.leader_version.send_modify(|v| *v += 1);

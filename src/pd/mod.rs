@@ -11,8 +11,15 @@
 //!   mode in use (client-go's `locate.CodecPDClient`, KS-18).
 //!
 //! Every unary request goes through a small tower pipeline ([`layer`]): a per-call
-//! deadline in front of a tonic `Channel` to the current leader. Retries (with a
-//! `pdRPC` backoff and a blocking member refresh on connection errors) wrap that pipeline.
+//! deadline in front of a tonic `Channel` to the current leader, and the forwarding header
+//! when the request goes through a follower. Retries (with a `pdRPC` backoff and a
+//! blocking member refresh on connection errors) wrap that pipeline.
+//!
+//! Two more background loops watch the cluster (`health`): a gRPC health probe of every
+//! member each second, which lets requests be forwarded through a follower while the
+//! leader is unreachable ([`PdClientOptions::enable_forwarding`], PD-5), and a service-mode
+//! check every 3 s, which fails timestamp calls with [`TsoServiceUnsupported`] when PD
+//! hands TSO to its microservice (PD-7).
 
 use std::sync::Arc;
 
@@ -22,11 +29,13 @@ use tikv_proto::{metapb, pdpb};
 
 mod client;
 mod codec;
+mod health;
 pub mod layer;
 mod tso;
 
 pub use client::{PdClient, PdClientOptions};
 pub use codec::{CodecPdClient, KeyMode, get_keyspace_id, get_keyspace_meta};
+pub use health::{TsoServiceUnsupported, is_tso_service_unsupported};
 
 /// A region as PD describes it (the body of `GetRegionResponse` / `pdpb.Region`).
 #[derive(Debug, Clone, PartialEq, Default)]

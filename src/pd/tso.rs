@@ -11,6 +11,10 @@
 //! count mismatch or an expired deadline fails the batch's callers with a typed error,
 //! drops the stream and refreshes members; the next batch reconnects. When the client
 //! closes, queued callers get [`ErrorDetail::ShuttingDown`]. No caller waits forever.
+//!
+//! With forwarding on and the leader failing its health probes, the stream is opened
+//! through a follower carrying the forwarding header (PD-5); it is reopened on the leader
+//! once the leader passes its probes again.
 
 use std::pin::Pin;
 use std::sync::Weak;
@@ -25,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{
-    Inner, check_header, cluster_id_of, compose, leader_channel, request_header, schedule_check,
+    Inner, check_header, cluster_id_of, compose, request_header, schedule_check, serving_target,
     status_error, update_members,
 };
 use crate::oracle::{compose_ts, extract_logical};
@@ -60,13 +64,17 @@ struct TsoStream {
     rx: tonic::Streaming<pdpb::TsoResponse>,
     leader_version: u64,
     url: String,
+    /// Opened through a follower that forwards to the leader (PD-5).
+    forwarded: bool,
 }
 
 async fn connect(inner: &Inner) -> Result<TsoStream> {
     let leader_version = *inner.leader_version.borrow();
-    let (url, channel) = leader_channel(inner)?;
+    // The leader, or a forwarding follower while the leader fails its probes (PD-5).
+    let target = serving_target(inner)?;
+    let (url, forwarded) = (target.url, target.via_follower);
     let (tx, rx) = mpsc::channel(64);
-    let mut client = PdGrpc::new(channel);
+    let mut client = PdGrpc::new(target.channel);
     let resp = client
         .tso(RequestStream(rx))
         .await
@@ -76,6 +84,7 @@ async fn connect(inner: &Inner) -> Result<TsoStream> {
         rx: resp.into_inner(),
         leader_version,
         url,
+        forwarded,
     })
 }
 
@@ -155,12 +164,17 @@ async fn process_batch(
     count: usize,
     deadline: Instant,
 ) -> Result<u64> {
-    // (Re)connect when there is no stream or the leader moved.
+    // (Re)connect when there is no stream, the leader moved, or the leader's probes changed
+    // which way the stream should go: through a follower while the leader fails them (with
+    // forwarding on), straight to the leader once it passes them again.
     let current_version = *inner.leader_version.borrow();
-    if stream
-        .as_ref()
-        .is_some_and(|s| s.leader_version != current_version)
-    {
+    let leader = inner.leader_and_followers().0;
+    let leader_reachable = inner.availability().is_reachable(&leader);
+    if stream.as_ref().is_some_and(|s| {
+        s.leader_version != current_version
+            || (s.forwarded && leader_reachable)
+            || (!s.forwarded && inner.opts.enable_forwarding && !leader_reachable)
+    }) {
         *stream = None;
     }
     while stream.is_none() {

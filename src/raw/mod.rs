@@ -462,8 +462,8 @@ impl Client {
     // ----- plumbing -----
 
     fn request(&self, cmd: impl Into<Command>, write_deadline: bool) -> RpcRequest {
-        let mut req = RpcRequest::new(cmd)
-            .backoffer(SharedBackoffer::new(Backoffer::new(RAW_MAX_BACKOFF_MS)));
+        let bo = SharedBackoffer::new(Backoffer::new(RAW_MAX_BACKOFF_MS));
+        let mut req = RpcRequest::with_backoffer(cmd, bo);
         if write_deadline {
             req.context.max_execution_duration_ms = MAX_WRITE_EXECUTION_MS;
         }

@@ -13,6 +13,8 @@
 //! answered without a region error and without an `error` message — a write the store
 //! applied.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -71,11 +73,12 @@ pub(crate) struct Progress<S> {
 impl<S> Service<RpcRequest> for Progress<S>
 where
     S: Service<RpcRequest, Response = RpcResponse, Error = Error>,
-    S::Future: Send + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = RpcResponse;
     type Error = Error;
-    type Future = BoxFuture<'static, Result<RpcResponse>>;
+    /// Untracked requests (every read) go through on the inner future, without a box.
+    type Future = ProgressFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         self.inner.poll_ready(cx)
@@ -87,16 +90,42 @@ where
             .get::<ProgressHandle>()
             .map(|h| (h.0.clone(), key_count(&req.cmd)));
         let fut = self.inner.call(req);
-        Box::pin(async move {
+        let Some(tracked) = tracked else {
+            return ProgressFuture::Untracked(fut);
+        };
+        ProgressFuture::Tracked(Box::pin(async move {
             let resp = fut.await?;
-            if let Some((progress, keys)) = tracked
-                && resp.region_error().is_none()
+            let (progress, keys) = tracked;
+            if resp.region_error().is_none()
                 && super::storage_error(&resp.resp).is_none_or(str::is_empty)
             {
                 progress.record(keys);
             }
             Ok(resp)
-        })
+        }))
+    }
+}
+
+/// The future of [`Progress`]: the inner future as it is for untracked requests, a boxed
+/// counting wrapper for tracked writes.
+pub(crate) enum ProgressFuture<F> {
+    /// Not a tracked write: the inner future, unwrapped.
+    Untracked(F),
+    /// A tracked write: counts the attempt once the store acknowledged it.
+    Tracked(BoxFuture<'static, Result<RpcResponse>>),
+}
+
+impl<F> Future for ProgressFuture<F>
+where
+    F: Future<Output = Result<RpcResponse>> + Unpin,
+{
+    type Output = Result<RpcResponse>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            ProgressFuture::Untracked(f) => Pin::new(f).poll(cx),
+            ProgressFuture::Tracked(f) => f.as_mut().poll(cx),
+        }
     }
 }
 

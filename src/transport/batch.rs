@@ -9,14 +9,22 @@
 //!   request (so later edits of the caller's request are invisible) and a `oneshot` sender;
 //! - one send task (`send_loop`, client-go `batchSendLoop`) drains the queue into a
 //!   [`BatchBuilder`] (a priority queue), optionally waits for more, picks a connection
-//!   round-robin (`BatchConn::pick_client`) and sends one `BatchCommandsRequest` per
+//!   round-robin (`get_client_and_send`) and sends one `BatchCommandsRequest` per
 //!   forwarded host with fresh request ids;
 //! - one receive task per (connection, forwarded host) stream (`recv_loop`, client-go
 //!   `batchRecvLoop`) matches responses to entries by id; on a stream failure it fails
-//!   exactly that stream's in-flight entries and re-opens the stream with backoff.
+//!   exactly that stream's in-flight entries and re-opens the stream (with backoff for the
+//!   first broken stream of a reconnection epoch, see `repair`). A panic while handling a
+//!   response (an [`EventListener`](super::EventListener), or a bug) is caught and treated
+//!   like a stream failure ([`RECV_LOOP_PANICKED`]).
+//!
+//! Every entry carries an [`EntryProgress`] (batched, sent, first response of its batch,
+//! received) from which the timeout reason ([`format_timeout_reason`]), the per-stage
+//! duration metrics ([`visit_observations`]) and the inspection of slow requests
+//! ([`inspect_pending`]) are derived, as in client-go.
 //!
 //! Every task watches the pool's [`CancellationToken`] and ends when the pool is closed or
-//! dropped.
+//! dropped; each caller's own token (its request's backoffer token) cancels only its entry.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -27,7 +35,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_core::Stream;
-use metrics::{counter, gauge, histogram};
 use tikv_layers::{Error, ErrorDetail};
 use tikv_proto::tikvpb::tikv_client::TikvClient;
 use tikv_proto::tikvpb::{
@@ -41,7 +48,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use super::Shared;
-use super::metrics as m;
+use super::metrics::StoreMetrics;
 use super::policy::TurboBatchTrigger;
 use super::queue::{HIGH_TASK_PRIORITY, PriorityQueue, QueueItem};
 use crate::config::DEF_MAX_CONCURRENCY_REQUEST_LIMIT;
@@ -66,85 +73,479 @@ pub const BATCH_CLIENT_CLOSED: &str = "batch client closed";
 
 type BatchResult = Result<batch_commands_response::Response, Error>;
 
-/// Timestamps of one entry's way through the batch path, for timeout messages.
-#[derive(Debug, Default)]
-pub struct EntryProgress {
-    /// Nanoseconds from arrival until the builder picked the entry (0: not yet).
-    pub batched_ns: AtomicU64,
-    /// Nanoseconds from arrival until the batch was handed to the stream (0: not yet).
-    pub sent_ns: AtomicU64,
-    /// Nanoseconds from arrival until the response arrived (0: not yet).
-    pub recv_ns: AtomicU64,
-    /// The request id, once assigned.
-    pub request_id: AtomicU64,
-    /// Size of the batch the entry went out with.
-    pub batch_size: AtomicU64,
-    /// The acknowledged-id watermark of the stream the entry went out on (client-go
-    /// `maxRespReqID`), set when it is sent.
-    pub stream_acked: OnceLock<Arc<AtomicU64>>,
+/// What a whole `BatchCommandsRequest` went through; shared by every entry sent in it
+/// (client-go `batchCommandsRequestState`).
+#[derive(Debug)]
+pub struct BatchState {
+    /// The acknowledged-id watermark of the stream the batch went out on (client-go
+    /// `batchCommandsStream.maxRespReqID`); `None` when unknown.
+    stream_acked: Option<Arc<AtomicU64>>,
+    /// Number of requests in the batch.
+    batch_size: usize,
+    /// When the batch was ready to be sent (the message's `client_send_time_ns`).
+    send_start: Instant,
+    /// Nanoseconds from `send_start` until the stream took the message (0: not yet).
+    sent_after_send_start_ns: AtomicU64,
+    /// Nanoseconds from `send_start` until the first response of the batch arrived (0: not
+    /// yet).
+    first_resp_after_send_start_ns: AtomicU64,
 }
 
-fn since_ns(arrive: Instant) -> u64 {
-    u64::try_from(arrive.elapsed().as_nanos())
+impl BatchState {
+    /// A batch of `batch_size` requests ready to be sent at `send_start` on the stream whose
+    /// acknowledged-id watermark is `stream_acked`.
+    pub fn new(
+        batch_size: usize,
+        send_start: Instant,
+        stream_acked: Option<Arc<AtomicU64>>,
+    ) -> BatchState {
+        BatchState {
+            stream_acked,
+            batch_size,
+            send_start,
+            sent_after_send_start_ns: AtomicU64::new(0),
+            first_resp_after_send_start_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that the stream took the message `ns` nanoseconds after the send started.
+    pub fn mark_sent(&self, ns: u64) {
+        self.sent_after_send_start_ns
+            .store(ns.max(1), Ordering::Relaxed);
+    }
+
+    /// Records the first response of the batch, `ns` nanoseconds after the send started;
+    /// later calls keep the first value.
+    pub fn mark_first_response(&self, ns: u64) {
+        let _ = self.first_resp_after_send_start_ns.compare_exchange(
+            0,
+            ns.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Timestamps of one entry's way through the batch path, for timeout messages, stage
+/// metrics and the inspection of pending requests (client-go's progress fields of
+/// `batchCommandsEntry`). All offsets are nanoseconds after the entry arrived; 0 means "not
+/// yet".
+#[derive(Debug)]
+pub struct EntryProgress {
+    arrive: Instant,
+    /// The request id, once the builder assigned one (0 before).
+    request_id: AtomicU64,
+    /// Offset of the builder picking the entry for a batch.
+    batched_ns: AtomicU64,
+    /// The batch the entry went out in, once sent.
+    batch: OnceLock<Arc<BatchState>>,
+    /// Offset of the entry's response.
+    recv_ns: AtomicU64,
+}
+
+fn since_ns(from: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(from).as_nanos())
         .unwrap_or(u64::MAX)
         .max(1)
 }
 
-/// Renders an entry's progress as `EntryProgress{batch:…, size:…, send:…, recv:…}`
-/// (client-go `writeBatchCommandsEntryProgress`).
-pub fn format_progress(progress: &EntryProgress, arrive: Instant, forwarded_host: &str) -> String {
-    let mut s = String::from("EntryProgress{");
-    let batched = progress.batched_ns.load(Ordering::Relaxed);
-    if batched == 0 {
-        s.push('}');
-        return s;
-    }
-    let _ = write!(s, "batch:{:?}", Duration::from_nanos(batched));
-    let size = progress.batch_size.load(Ordering::Relaxed);
-    if size > 0 {
-        let _ = write!(s, ", size:{size}");
-    }
-    let sent = progress.sent_ns.load(Ordering::Relaxed);
-    let recv = progress.recv_ns.load(Ordering::Relaxed);
-    let id = progress.request_id.load(Ordering::Relaxed);
-    let acked = id > 0
-        && progress
-            .stream_acked
-            .get()
-            .is_some_and(|a| id <= a.load(Ordering::Relaxed));
-    if sent == 0 && recv == 0 {
-        let now = since_ns(arrive);
-        let _ = write!(
-            s,
-            ", send:{:?}",
-            Duration::from_nanos(now.saturating_sub(batched).max(1))
-        );
-        if acked {
-            s.push_str(", ack:yes");
+impl EntryProgress {
+    /// The progress of an entry that arrived at `arrive` and has done nothing yet.
+    pub fn new(arrive: Instant) -> EntryProgress {
+        EntryProgress {
+            arrive,
+            request_id: AtomicU64::new(0),
+            batched_ns: AtomicU64::new(0),
+            batch: OnceLock::new(),
+            recv_ns: AtomicU64::new(0),
         }
-        s.push('}');
-        return s;
     }
-    let _ = write!(
-        s,
-        ", send:{:?}",
-        Duration::from_nanos(sent.saturating_sub(batched).max(1))
-    );
-    if acked {
-        s.push_str(", ack:yes");
+
+    /// When the entry arrived.
+    pub fn arrive(&self) -> Instant {
+        self.arrive
+    }
+
+    /// The request id (0 before the builder assigned one).
+    pub fn request_id(&self) -> u64 {
+        self.request_id.load(Ordering::Relaxed)
+    }
+
+    /// Sets the request id.
+    pub fn set_request_id(&self, id: u64) {
+        self.request_id.store(id, Ordering::Relaxed);
+    }
+
+    /// Records that the builder picked the entry `ns` nanoseconds after it arrived.
+    pub fn mark_batched(&self, ns: u64) {
+        self.batched_ns.store(ns.max(1), Ordering::Relaxed);
+    }
+
+    /// Attaches the batch the entry is sent in; the first call wins.
+    pub fn attach_batch(&self, batch: Arc<BatchState>) {
+        let _ = self.batch.set(batch);
+    }
+
+    /// The batch the entry went out in, if it was sent.
+    pub fn batch(&self) -> Option<&Arc<BatchState>> {
+        self.batch.get()
+    }
+
+    /// Records the entry's response `ns` nanoseconds after it arrived; later calls keep the
+    /// first value.
+    pub fn mark_received(&self, ns: u64) {
+        let _ = self
+            .recv_ns
+            .compare_exchange(0, ns.max(1), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// Whether the stream the entry was sent on has answered a request id at least as new
+    /// as this one, so TiKV got it (client-go `batchRequestReceivedByTiKV`).
+    pub fn received_by_tikv(&self) -> bool {
+        let id = self.request_id();
+        id > 0
+            && self
+                .batch()
+                .and_then(|b| b.stream_acked.as_ref())
+                .is_some_and(|acked| id <= acked.load(Ordering::Relaxed))
+    }
+
+    /// The four offsets `(batched, sent, first response, received)` with the sent offset
+    /// normalised (client-go `loadBatchRequestProgress`).
+    fn load(&self) -> (u64, u64, u64, u64) {
+        let batched = self.batched_ns.load(Ordering::Relaxed);
+        let (mut sent, mut first_resp) = (0, 0);
+        if let Some(b) = self.batch() {
+            let send_start = since_ns(self.arrive, b.send_start);
+            let s = b.sent_after_send_start_ns.load(Ordering::Relaxed);
+            if s > 0 {
+                sent = send_start.saturating_add(s);
+            }
+            let f = b.first_resp_after_send_start_ns.load(Ordering::Relaxed);
+            if f > 0 {
+                first_resp = send_start.saturating_add(f);
+            }
+        }
+        let recv = self.recv_ns.load(Ordering::Relaxed);
+        let sent = normalize_observed_sent_ns(batched, sent, first_resp, recv);
+        (batched, sent, first_resp, recv)
+    }
+}
+
+/// Clamps the observed send offset against a later receive event: the send side stamps its
+/// offset after handing the message over, so a reader may see the response first, or a send
+/// offset past it (client-go `normalizeObservedSentNS`).
+fn normalize_observed_sent_ns(batched: u64, sent: u64, first_resp: u64, recv: u64) -> u64 {
+    let boundary = if recv == 0 { first_resp } else { recv };
+    if boundary > 0 {
+        if sent == 0 {
+            return batched + 1;
+        }
+        if sent > boundary {
+            return boundary - 1;
+        }
+    }
+    sent
+}
+
+/// Renders `d` the way Go's `time.Duration.String` does (`1.5ms`, `7m30s`, `0s`).
+pub(crate) fn go_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".to_owned();
+    }
+    // Integer part and up to `digits` fractional digits, trailing zeros trimmed.
+    fn frac(v: u128, unit: u128, digits: usize) -> String {
+        let int = v / unit;
+        let rem = v % unit;
+        if rem == 0 {
+            return int.to_string();
+        }
+        let s = format!("{rem:0digits$}");
+        format!("{int}.{}", s.trim_end_matches('0'))
+    }
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return format!("{}µs", frac(ns, 1_000, 3));
+    }
+    if ns < 1_000_000_000 {
+        return format!("{}ms", frac(ns, 1_000_000, 6));
+    }
+    let total_s = ns / 1_000_000_000;
+    let sub = ns % 1_000_000_000;
+    let (h, m, s) = (total_s / 3600, (total_s / 60) % 60, total_s % 60);
+    let secs = frac(s * 1_000_000_000 + sub, 1_000_000_000, 9);
+    if h > 0 {
+        format!("{h}h{m}m{secs}s")
+    } else if m > 0 {
+        format!("{m}m{secs}s")
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// Rounds `d` to two significant decimals of its unit (one when it is ten units or more)
+/// and renders it like Go (client-go `util.FormatDuration`).
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns <= 1_000 {
+        return go_duration(d);
+    }
+    let unit: u128 = if ns >= 1_000_000_000 {
+        1_000_000_000
+    } else if ns >= 1_000_000 {
+        1_000_000
+    } else {
+        1_000
+    };
+    let integer = (ns / unit) * unit;
+    let decimal = (ns % unit) as f64 / unit as f64;
+    let decimal = if ns < 10 * unit {
+        (decimal * 100.0).round() / 100.0
+    } else {
+        (decimal * 10.0).round() / 10.0
+    };
+    let rounded = integer + (decimal * unit as f64) as u128;
+    go_duration(Duration::from_nanos(
+        u64::try_from(rounded).unwrap_or(u64::MAX),
+    ))
+}
+
+fn fmt_ns(ns: u64) -> String {
+    format_duration(Duration::from_nanos(ns.max(1)))
+}
+
+/// Appends `EntryProgress{batch:…, size:…, send:…, ack:…, recv:…, fwd:…}` to `buf`, as
+/// seen at `now` (client-go `writeBatchCommandsEntryProgress`): `batch` is the wait for the
+/// builder, `send` the wait until the stream took the message (or, when not sent yet, the
+/// time since the entry was batched), `ack` the wait for the batch's first response (or
+/// `yes` when the stream acknowledged a later id), `recv` the wait for this response.
+pub fn write_progress(
+    buf: &mut String,
+    progress: &EntryProgress,
+    forwarded_host: &str,
+    now: Instant,
+) {
+    buf.push_str("EntryProgress{");
+    let (batched, sent, first_resp, recv) = progress.load();
+    if batched == 0 {
+        buf.push('}');
+        return;
+    }
+    let _ = write!(buf, "batch:{}", fmt_ns(batched));
+    if let Some(b) = progress.batch()
+        && b.batch_size > 0
+    {
+        let _ = write!(buf, ", size:{}", b.batch_size);
+    }
+    if sent == 0 && recv == 0 {
+        let waited = since_ns(progress.arrive, now).saturating_sub(batched);
+        let _ = write!(buf, ", send:{}", fmt_ns(waited));
+        if progress.received_by_tikv() {
+            buf.push_str(", ack:yes");
+        }
+        buf.push('}');
+        return;
+    }
+    let _ = write!(buf, ", send:{}", fmt_ns(sent.saturating_sub(batched)));
+    if first_resp > 0 {
+        let _ = write!(buf, ", ack:{}", fmt_ns(first_resp.saturating_sub(sent)));
+    } else if progress.received_by_tikv() {
+        buf.push_str(", ack:yes");
     }
     if recv > 0 {
-        let _ = write!(
-            s,
-            ", recv:{:?}",
-            Duration::from_nanos(recv.saturating_sub(sent).max(1))
-        );
+        let _ = write!(buf, ", recv:{}", fmt_ns(recv.saturating_sub(sent)));
     }
     if !forwarded_host.is_empty() {
-        let _ = write!(s, ", fwd:{forwarded_host}");
+        let _ = write!(buf, ", fwd:{forwarded_host}");
     }
-    s.push('}');
+    buf.push('}');
+}
+
+/// [`write_progress`] into a new string.
+pub fn format_progress(progress: &EntryProgress, forwarded_host: &str, now: Instant) -> String {
+    let mut s = String::new();
+    write_progress(&mut s, progress, forwarded_host, now);
     s
+}
+
+/// The reason text of a batch request that timed out waiting for its answer (client-go
+/// `formatBatchRequestTimeoutReason`).
+pub fn format_timeout_reason(
+    progress: &EntryProgress,
+    forwarded_host: &str,
+    timeout: Duration,
+    now: Instant,
+) -> String {
+    let mut s = format!("wait recvLoop timeout, timeout:{}, ", go_duration(timeout));
+    write_progress(&mut s, progress, forwarded_host, now);
+    s
+}
+
+/// A stage of a batch request's life (client-go `batchRequestStage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BatchStage {
+    /// Queued until the builder picked it.
+    BatchWait,
+    /// Picked until the stream took the message.
+    SendWait,
+    /// Sent until its response arrived.
+    RecvWait,
+    /// The whole request, arrival to completion (only for answered requests).
+    Done,
+}
+
+impl BatchStage {
+    pub(crate) const COUNT: usize = 4;
+    pub(crate) const ALL: [BatchStage; Self::COUNT] = [
+        BatchStage::BatchWait,
+        BatchStage::SendWait,
+        BatchStage::RecvWait,
+        BatchStage::Done,
+    ];
+
+    /// The `stage` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            BatchStage::BatchWait => "batch_wait",
+            BatchStage::SendWait => "send_wait",
+            BatchStage::RecvWait => "recv_wait",
+            BatchStage::Done => "done",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Calls `visit(stage, outcome, duration)` for every stage the request went through, as
+/// seen at `now`: completed stages with [`BatchOutcome::Ok`], the stage it stopped in with
+/// `terminal`, and [`BatchStage::Done`] only for an answered request (client-go
+/// `visitBatchRequestObservations`). Durations are at least 1 ns.
+pub fn visit_observations(
+    progress: &EntryProgress,
+    terminal: BatchOutcome,
+    now: Instant,
+    mut visit: impl FnMut(BatchStage, BatchOutcome, Duration),
+) {
+    let d = |ns: u64| Duration::from_nanos(ns.max(1));
+    let now_ns = since_ns(progress.arrive, now);
+    let (batched, sent, first_resp, recv) = progress.load();
+    if batched == 0 {
+        visit(BatchStage::BatchWait, terminal, d(now_ns));
+        return;
+    }
+    visit(BatchStage::BatchWait, BatchOutcome::Ok, d(batched));
+    if sent == 0 && recv == 0 {
+        if first_resp > 0 {
+            visit(
+                BatchStage::SendWait,
+                BatchOutcome::Ok,
+                d(sent.saturating_sub(batched)),
+            );
+            visit(
+                BatchStage::RecvWait,
+                terminal,
+                d(now_ns.saturating_sub(sent)),
+            );
+            return;
+        }
+        visit(
+            BatchStage::SendWait,
+            terminal,
+            d(now_ns.saturating_sub(batched)),
+        );
+        return;
+    }
+    visit(
+        BatchStage::SendWait,
+        BatchOutcome::Ok,
+        d(sent.saturating_sub(batched)),
+    );
+    if recv == 0 {
+        visit(
+            BatchStage::RecvWait,
+            terminal,
+            d(now_ns.saturating_sub(sent)),
+        );
+        return;
+    }
+    visit(
+        BatchStage::RecvWait,
+        BatchOutcome::Ok,
+        d(recv.saturating_sub(sent)),
+    );
+    if terminal == BatchOutcome::Ok {
+        visit(BatchStage::Done, BatchOutcome::Ok, d(now_ns));
+    }
+}
+
+/// A request waiting this long for its answer counts as slow (client-go
+/// `batchRequestSlowThreshold`).
+pub const PENDING_SLOW_THRESHOLD: Duration = Duration::from_secs(30);
+/// A request waiting this long for its answer counts as hanging (client-go
+/// `batchRequestHangThreshold`).
+pub const PENDING_HANG_THRESHOLD: Duration = Duration::from_secs(90);
+
+/// What [`inspect_pending`] found among the requests in flight (client-go
+/// `pendingBatchRequestStats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingStats {
+    /// Id of the request waiting longest (among the slow ones).
+    pub oldest_id: Option<u64>,
+    /// How long it has waited.
+    pub oldest_wait: Duration,
+    /// Requests waiting at least [`PENDING_SLOW_THRESHOLD`].
+    pub slow: usize,
+    /// Slow requests TiKV has not confirmed (no response of their batch, no later id
+    /// acknowledged by their stream).
+    pub slow_unconfirmed: usize,
+    /// Requests waiting at least [`PENDING_HANG_THRESHOLD`].
+    pub hanging: usize,
+    /// Hanging requests TiKV has not confirmed.
+    pub hanging_unconfirmed: usize,
+}
+
+/// Counts slow, hanging and unconfirmed requests among `(request id, progress)` pairs and
+/// finds the oldest, as seen at `now` (client-go `inspectPendingBatchRequests`).
+pub fn inspect_pending<'a>(
+    entries: impl IntoIterator<Item = (u64, &'a EntryProgress)>,
+    now: Instant,
+) -> PendingStats {
+    let mut stats = PendingStats::default();
+    for (id, p) in entries {
+        let wait = now.saturating_duration_since(p.arrive);
+        if wait < PENDING_SLOW_THRESHOLD {
+            continue;
+        }
+        stats.slow += 1;
+        let unconfirmed = match p.batch() {
+            None => true,
+            Some(b) => {
+                b.first_resp_after_send_start_ns.load(Ordering::Relaxed) == 0
+                    && !p.received_by_tikv()
+            }
+        };
+        if unconfirmed {
+            stats.slow_unconfirmed += 1;
+        }
+        if wait >= PENDING_HANG_THRESHOLD {
+            stats.hanging += 1;
+            if unconfirmed {
+                stats.hanging_unconfirmed += 1;
+            }
+        }
+        if stats.oldest_id.is_none() || wait > stats.oldest_wait {
+            stats.oldest_id = Some(id);
+            stats.oldest_wait = wait;
+        }
+    }
+    stats
 }
 
 /// The caller side of an entry: where the answer goes.
@@ -153,12 +554,11 @@ pub struct EntrySink {
     tx: oneshot::Sender<BatchResult>,
     forwarded_host: String,
     priority: u64,
-    arrive: Instant,
     progress: Arc<EntryProgress>,
 }
 
 impl EntrySink {
-    /// Whether the caller is gone (its future was dropped or it timed out).
+    /// Whether the caller is gone (its future was dropped, it timed out or was canceled).
     pub fn is_canceled(&self) -> bool {
         self.tx.is_closed()
     }
@@ -168,15 +568,17 @@ impl EntrySink {
         &self.forwarded_host
     }
 
+    /// The entry's progress.
+    pub fn progress(&self) -> &EntryProgress {
+        &self.progress
+    }
+
     /// Fails the entry (client-go `batchCommandsEntry.error`).
     pub fn fail(self, err: Error) {
         let _ = self.tx.send(Err(err));
     }
 
     fn deliver(self, resp: batch_commands_response::Response) -> bool {
-        self.progress
-            .recv_ns
-            .store(since_ns(self.arrive), Ordering::Relaxed);
         self.tx.send(Ok(resp)).is_ok()
     }
 }
@@ -196,14 +598,13 @@ impl Entry {
         priority: u64,
     ) -> (Entry, oneshot::Receiver<BatchResult>, Arc<EntryProgress>) {
         let (tx, rx) = oneshot::channel();
-        let progress = Arc::new(EntryProgress::default());
+        let progress = Arc::new(EntryProgress::new(Instant::now()));
         let entry = Entry {
             req,
             sink: EntrySink {
                 tx,
                 forwarded_host,
                 priority,
-                arrive: Instant::now(),
                 progress: progress.clone(),
             },
         };
@@ -266,7 +667,7 @@ impl BatchBuilder {
 
     /// Queues an entry.
     pub fn push(&mut self, entry: Entry) {
-        let arrive = entry.sink.arrive;
+        let arrive = entry.sink.progress.arrive();
         if self.latest_arrive.is_none_or(|t| arrive > t) {
             self.latest_arrive = Some(arrive);
         }
@@ -290,6 +691,7 @@ impl BatchBuilder {
         let mut direct = RequestGroup::default();
         let mut forwarded: BTreeMap<String, RequestGroup> = BTreeMap::new();
         let mut count: i64 = 0;
+        let now = Instant::now();
         while (count < limit && !self.entries.is_empty()) || self.has_high_priority() {
             let n = if limit <= 0 {
                 1
@@ -308,15 +710,10 @@ impl BatchBuilder {
                 } else {
                     forwarded.entry(e.sink.forwarded_host.clone()).or_default()
                 };
-                e.sink
-                    .progress
-                    .batched_ns
-                    .store(since_ns(e.sink.arrive), Ordering::Relaxed);
+                let progress = &e.sink.progress;
+                progress.mark_batched(since_ns(progress.arrive(), now));
                 self.id_alloc += 1;
-                e.sink
-                    .progress
-                    .request_id
-                    .store(self.id_alloc, Ordering::Relaxed);
+                progress.set_request_id(self.id_alloc);
                 group.req.request_ids.push(self.id_alloc);
                 group.req.requests.push(e.req);
                 group.sinks.push(e.sink);
@@ -377,6 +774,10 @@ struct Streams {
     repairing: HashSet<String>,
 }
 
+/// Message of the error given to in-flight requests of a stream whose receive loop
+/// panicked (client-go recovers the panic of `batchRecvLoop` the same way).
+pub const RECV_LOOP_PANICKED: &str = "batch recv loop panicked";
+
 /// One connection's batch client: its streams (one per forwarded host) and the entries in
 /// flight on them (client-go `batchCommandsClient`).
 pub(crate) struct BatchClient {
@@ -384,6 +785,7 @@ pub(crate) struct BatchClient {
     addr: String,
     channel: Channel,
     shared: Arc<Shared>,
+    metrics: Arc<StoreMetrics>,
     token: CancellationToken,
     load: Arc<AtomicU64>,
     streams: Mutex<Streams>,
@@ -392,6 +794,10 @@ pub(crate) struct BatchClient {
     limit: i64,
     recreating: AtomicUsize,
     held: AtomicBool,
+    /// Bumped once per reconnection of the connection: the first broken stream of an epoch
+    /// backs off and re-creates; streams that break in the same epoch only re-open
+    /// themselves (client-go `batchCommandsClient.epoch`).
+    epoch: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -414,6 +820,11 @@ impl BatchClient {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// The reconnection epoch (client-go `epoch`).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// Whether a stream of this client is being re-created (client-go `tryLockForSend`
     /// failing), or a test hold is active.
     pub(crate) fn is_recreating(&self) -> bool {
@@ -424,9 +835,22 @@ impl BatchClient {
         self.held.store(held, Ordering::Release);
     }
 
-    fn gauge_inflight(&self) {
-        gauge!(m::INFLIGHT_REQUESTS, "store" => self.addr.clone())
-            .set(self.sent.load(Ordering::Relaxed) as f64);
+    /// Counts `n` more (or, negative, fewer) requests in flight, in the concurrency limit
+    /// and in the store's in-flight gauge.
+    fn add_sent(&self, n: i64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+        if n >= 0 {
+            self.metrics.inflight.increment(n as f64);
+        } else {
+            self.metrics.inflight.decrement(n.unsigned_abs() as f64);
+        }
+    }
+
+    /// Slow and hanging requests in flight, as seen at `now` (client-go
+    /// `inspectPendingBatchRequests`).
+    pub(crate) fn inspect_pending(&self, now: Instant) -> PendingStats {
+        let inflight = lock(&self.inflight);
+        inspect_pending(inflight.iter().map(|(id, s)| (*id, s.progress())), now)
     }
 
     /// Sends one group on the stream for `host`, opening it first if needed (client-go
@@ -477,7 +901,7 @@ impl BatchClient {
             }
         }
         let n = group.sinks.len();
-        histogram!(m::BATCH_REQUESTS, "store" => self.addr.clone()).record(n as f64);
+        self.metrics.batch_requests.record(n as f64);
         group.req.client_send_time_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -491,27 +915,27 @@ impl BatchClient {
             }
             return;
         };
+        let send_start = Instant::now();
+        let state = Arc::new(BatchState::new(n, send_start, Some(slot.acked.clone())));
         {
             let mut inflight = lock(&self.inflight);
             for (id, sink) in ids.iter().zip(group.sinks) {
-                sink.progress.batch_size.store(n as u64, Ordering::Relaxed);
-                sink.progress
-                    .sent_ns
-                    .store(since_ns(sink.arrive), Ordering::Relaxed);
-                histogram!(m::BATCH_WAIT_SECONDS, "store" => self.addr.clone())
-                    .record(sink.arrive.elapsed().as_secs_f64());
-                let _ = sink.progress.stream_acked.set(slot.acked.clone());
+                let arrive = sink.progress.arrive();
+                self.metrics
+                    .batch_wait
+                    .record(send_start.saturating_duration_since(arrive).as_secs_f64());
+                sink.progress.attach_batch(state.clone());
                 inflight.insert(*id, sink);
             }
         }
-        self.sent.fetch_add(n as i64, Ordering::Relaxed);
+        self.add_sent(n as i64);
         let res = slot.tx.send(group.req);
         drop(streams);
+        state.mark_sent(since_ns(send_start, Instant::now()));
         if res.is_err() {
             // The stream's request half is gone: fail exactly these ids.
             self.fail_ids(&ids, &transport_error(&self.addr, "batch stream closed"));
         }
-        self.gauge_inflight();
     }
 
     fn fail_ids(&self, ids: &[u64], err: &Error) {
@@ -524,7 +948,7 @@ impl BatchClient {
                 }
             }
         }
-        self.sent.fetch_sub(failed.len() as i64, Ordering::Relaxed);
+        self.add_sent(-(failed.len() as i64));
         for s in failed {
             s.fail(clone_error(err));
         }
@@ -541,16 +965,15 @@ impl BatchClient {
                 .collect();
             ids.iter().filter_map(|id| inflight.remove(id)).collect()
         };
-        self.sent.fetch_sub(failed.len() as i64, Ordering::Relaxed);
+        self.add_sent(-(failed.len() as i64));
         for s in failed {
             s.fail(clone_error(err));
         }
-        self.gauge_inflight();
     }
 
     fn fail_all(&self, err: &Error) {
         let failed: Vec<EntrySink> = lock(&self.inflight).drain().map(|(_, s)| s).collect();
-        self.sent.fetch_sub(failed.len() as i64, Ordering::Relaxed);
+        self.add_sent(-(failed.len() as i64));
         for s in failed {
             s.fail(clone_error(err));
         }
@@ -613,6 +1036,7 @@ async fn recv_loop(
     mut acked: Arc<AtomicU64>,
 ) {
     let token = client.token.clone();
+    let mut epoch = client.epoch();
     loop {
         // Cancel safety: `Streaming::message` is cancel safe; on cancel the stream is
         // dropped with the task.
@@ -621,21 +1045,30 @@ async fn recv_loop(
             () = token.cancelled() => break,
             msg = streaming.message() => msg,
         };
-        match msg {
-            Ok(Some(resp)) => handle_response(&client, resp, &acked),
-            Ok(None) | Err(_) => {
-                let reason = match &msg {
-                    Err(status) => format!("batch stream failed: {}", status.message()),
-                    _ => "batch stream closed by the server".to_owned(),
-                };
-                match repair(&client, &host, &reason).await {
-                    Some((s, a)) => {
-                        streaming = s;
-                        acked = a;
-                    }
-                    None => break,
+        let reason = match msg {
+            Ok(Some(resp)) => {
+                // A panic while handling a response (a user listener, or a bug) must not
+                // kill the loop and strand the stream's callers: like client-go's
+                // `recover` in `batchRecvLoop`, the stream is treated as broken, its
+                // in-flight requests fail with a typed error and it is re-created.
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle_response(&client, resp, &acked);
+                }));
+                if handled.is_ok() {
+                    continue;
                 }
+                tracing::error!(addr = %client.addr, host, "batch recv loop panicked, re-creating the stream");
+                RECV_LOOP_PANICKED.to_owned()
             }
+            Err(status) => format!("batch stream failed: {}", status.message()),
+            Ok(None) => "batch stream closed by the server".to_owned(),
+        };
+        match repair(&client, &host, &reason, &mut epoch).await {
+            Some((s, a)) => {
+                streaming = s;
+                acked = a;
+            }
+            None => break,
         }
     }
     // Closing: anything still in flight on this stream learns about it now.
@@ -643,6 +1076,7 @@ async fn recv_loop(
 }
 
 fn handle_response(client: &BatchClient, resp: BatchCommandsResponse, acked: &AtomicU64) {
+    let now = Instant::now();
     if let Some(fb) = resp.health_feedback.as_ref()
         && let Some(l) = client.shared.listener()
     {
@@ -665,17 +1099,22 @@ fn handle_response(client: &BatchClient, resp: BatchCommandsResponse, acked: &At
             match inflight.remove(id) {
                 Some(sink) => done.push((sink, r)),
                 None => {
-                    counter!(m::OUTDATED_RESPONSES, "store" => client.addr.clone()).increment(1);
+                    client.metrics.outdated.increment(1);
                     tracing::debug!(addr = %client.addr, id, "batch response for an unknown request id");
                 }
             }
         }
     }
-    client.sent.fetch_sub(done.len() as i64, Ordering::Relaxed);
+    client.add_sent(-(done.len() as i64));
     if max_id > 0 {
         acked.fetch_max(max_id, Ordering::Relaxed);
     }
     for (sink, r) in done {
+        let progress = sink.progress();
+        if let Some(b) = progress.batch() {
+            b.mark_first_response(since_ns(b.send_start, now));
+        }
+        progress.mark_received(since_ns(progress.arrive(), now));
         match r {
             Some(r) => {
                 let _ = sink.deliver(r);
@@ -691,15 +1130,23 @@ fn handle_response(client: &BatchClient, resp: BatchCommandsResponse, acked: &At
     if transport_layer_load > 0 && !client.shared.config.max_batch_wait_time.is_zero() {
         client.load.store(transport_layer_load, Ordering::Relaxed);
     }
-    client.gauge_inflight();
 }
 
-/// Marks the stream as being repaired, fails its in-flight entries and re-opens it with
-/// `tikvRPC`-style backoff until it works or the pool closes. Returns `None` on close.
+/// Marks the stream as being repaired, fails its in-flight entries and re-opens it until it
+/// works or the pool closes. Returns `None` on close.
+///
+/// The first broken stream of a reconnection epoch (`epoch` is the loop's view of it) bumps
+/// the epoch and re-opens with `tikvRPC`-style backoff; a stream that breaks in an epoch
+/// already bumped by another stream of the same connection re-opens once without waiting
+/// and only falls back to the backoff path if that fails (client-go
+/// `recreateStreamingClient`). Deviation: client-go fails the in-flight requests only on
+/// the first path; here every broken stream fails its own, which can never be answered on
+/// a new stream.
 async fn repair(
     client: &Arc<BatchClient>,
     host: &str,
     reason: &str,
+    epoch: &mut u64,
 ) -> Option<(Streaming<BatchCommandsResponse>, Arc<AtomicU64>)> {
     client.recreating.fetch_add(1, Ordering::AcqRel);
     {
@@ -709,48 +1156,94 @@ async fn repair(
     }
     tracing::debug!(addr = %client.addr, host, reason, "batch stream broken, re-creating");
     client.fail_pending(host, &transport_error(&client.addr, reason));
-    counter!(m::BATCH_RECONNECTS, "store" => client.addr.clone()).increment(1);
+    let result = reopen(client, host, epoch).await;
+    {
+        let mut streams = lock(&client.streams);
+        if let Some((_, acked, tx)) = &result {
+            streams.slots.insert(
+                host.to_owned(),
+                StreamSlot {
+                    tx: tx.clone(),
+                    acked: acked.clone(),
+                },
+            );
+        }
+        streams.repairing.remove(host);
+    }
+    client.recreating.fetch_sub(1, Ordering::AcqRel);
+    result.map(|(s, a, _)| (s, a))
+}
+
+type Reopened = (
+    Streaming<BatchCommandsResponse>,
+    Arc<AtomicU64>,
+    mpsc::UnboundedSender<BatchCommandsRequest>,
+);
+
+async fn reopen(client: &Arc<BatchClient>, host: &str, epoch: &mut u64) -> Option<Reopened> {
+    let open = || {
+        open_stream(
+            &client.channel,
+            host,
+            client.idx,
+            client.shared.dial_timeout,
+            &client.addr,
+        )
+    };
+    // Another stream of this connection already started this epoch's reconnection: try
+    // once right away.
+    loop {
+        match client
+            .epoch
+            .compare_exchange(*epoch, *epoch + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                *epoch += 1;
+                break;
+            }
+            Err(current) => {
+                *epoch = current;
+                let opened = tokio::select! {
+                    biased;
+                    () = client.token.cancelled() => return None,
+                    r = open() => r,
+                };
+                match opened {
+                    Ok((tx, streaming)) => {
+                        return Some((streaming, Arc::new(AtomicU64::new(0)), tx));
+                    }
+                    Err(err) => {
+                        tracing::debug!(addr = %client.addr, host, error = %err, "re-open batch stream failed");
+                    }
+                }
+            }
+        }
+    }
+    client.metrics.reconnects.increment(1);
     let mut attempt: u32 = 0;
-    let result = loop {
+    loop {
         if client.token.is_cancelled() {
-            break None;
+            return None;
         }
         let opened = tokio::select! {
             biased;
-            () = client.token.cancelled() => break None,
-            r = open_stream(&client.channel, host, client.idx, client.shared.dial_timeout, &client.addr) => r,
+            () = client.token.cancelled() => return None,
+            r = open() => r,
         };
         match opened {
-            Ok((tx, streaming)) => {
-                let acked = Arc::new(AtomicU64::new(0));
-                let mut streams = lock(&client.streams);
-                streams.slots.insert(
-                    host.to_owned(),
-                    StreamSlot {
-                        tx,
-                        acked: acked.clone(),
-                    },
-                );
-                streams.repairing.remove(host);
-                break Some((streaming, acked));
-            }
+            Ok((tx, streaming)) => return Some((streaming, Arc::new(AtomicU64::new(0)), tx)),
             Err(err) => {
                 tracing::debug!(addr = %client.addr, host, error = %err, "re-create batch stream failed");
                 let delay = rpc_backoff(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::select! {
                     biased;
-                    () = client.token.cancelled() => break None,
+                    () = client.token.cancelled() => return None,
                     () = tokio::time::sleep(delay) => {}
                 }
             }
         }
-    };
-    if result.is_none() {
-        lock(&client.streams).repairing.remove(host);
     }
-    client.recreating.fetch_sub(1, Ordering::AcqRel);
-    result
 }
 
 /// The `tikvRPC` backoff schedule (base 100 ms, cap 2 s, equal jitter) used between
@@ -778,6 +1271,7 @@ pub(crate) struct BatchConn {
     pub(crate) token: CancellationToken,
     idle: AtomicBool,
     load: Arc<AtomicU64>,
+    metrics: Arc<StoreMetrics>,
 }
 
 impl BatchConn {
@@ -787,7 +1281,22 @@ impl BatchConn {
         channels: &[Channel],
         shared: Arc<Shared>,
         token: CancellationToken,
+        metrics: Arc<StoreMetrics>,
     ) -> Arc<BatchConn> {
+        let (conn, rx) = Self::new(addr, channels, shared.clone(), token, metrics);
+        tokio::spawn(send_loop(conn.clone(), rx, shared));
+        conn
+    }
+
+    /// Creates the batch half of a pool without starting its send loop; the receiver is the
+    /// send loop's end of the queue.
+    pub(crate) fn new(
+        addr: &str,
+        channels: &[Channel],
+        shared: Arc<Shared>,
+        token: CancellationToken,
+        metrics: Arc<StoreMetrics>,
+    ) -> (Arc<BatchConn>, mpsc::Receiver<Entry>) {
         let cfg = &shared.config;
         let cap = cfg.max_batch_size.max(1);
         let (tx, rx) = mpsc::channel(cap);
@@ -802,6 +1311,7 @@ impl BatchConn {
                     addr: addr.to_owned(),
                     channel: ch.clone(),
                     shared: shared.clone(),
+                    metrics: metrics.clone(),
                     token: token.clone(),
                     load: load.clone(),
                     streams: Mutex::new(Streams::default()),
@@ -810,6 +1320,7 @@ impl BatchConn {
                     limit,
                     recreating: AtomicUsize::new(0),
                     held: AtomicBool::new(false),
+                    epoch: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -817,12 +1328,12 @@ impl BatchConn {
             addr: addr.to_owned(),
             clients,
             tx,
-            token: token.clone(),
+            token,
             idle: AtomicBool::new(false),
             load,
+            metrics,
         });
-        tokio::spawn(send_loop(conn.clone(), rx, shared));
-        conn
+        (conn, rx)
     }
 
     /// Whether the send loop stopped for lack of traffic (TP-7).
@@ -833,12 +1344,16 @@ impl BatchConn {
     /// Enqueues `req` and waits for its answer until `deadline` (client-go
     /// `sendBatchRequest`). `is_async` selects the close message for entries already
     /// queued ("batch client closed" for async callers, "batchConn closed" otherwise).
+    /// `cancel` is the caller's cancellation (client-go's request context): once it fires
+    /// the caller gets [`ErrorDetail::Canceled`] at once.
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future cancels the entry: a queued entry is skipped by the builder, an
-    /// in-flight one stays in the map until its response (then discarded) or a stream
-    /// failure; no other caller is disturbed.
+    /// Dropping the future, or canceling `cancel`, cancels the entry: a queued entry is
+    /// skipped by the builder, an in-flight one stays in the map until its response (then
+    /// discarded, as client-go does, so the stream's concurrency accounting stays true) or a
+    /// stream failure; no other caller is disturbed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
         req: batch_commands_request::Request,
@@ -847,15 +1362,21 @@ impl BatchConn {
         deadline: Instant,
         timeout: Duration,
         is_async: bool,
+        cancel: &CancellationToken,
     ) -> BatchResult {
         let (entry, rx, progress) = Entry::new(req, forwarded_host, priority);
         let res = self
-            .send_entry(entry, rx, &progress, deadline, timeout, is_async)
+            .send_entry(entry, rx, &progress, deadline, timeout, is_async, cancel)
             .await;
-        record_outcome(&res);
+        let outcome = BatchOutcome::of(&res);
+        self.metrics.outcome(outcome).increment(1);
+        visit_observations(&progress, outcome, Instant::now(), |stage, o, d| {
+            self.metrics.stage(stage, o).record(d.as_secs_f64());
+        });
         res
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn send_entry(
         &self,
         entry: Entry,
@@ -864,20 +1385,24 @@ impl BatchConn {
         deadline: Instant,
         timeout: Duration,
         is_async: bool,
+        cancel: &CancellationToken,
     ) -> BatchResult {
         let closed_msg = if is_async {
             BATCH_CLIENT_CLOSED
         } else {
             BATCH_CONN_CLOSED
         };
-        let arrive = entry.sink.arrive;
         let host = entry.sink.forwarded_host.clone();
+        if cancel.is_cancelled() {
+            return Err(canceled("send request is canceled"));
+        }
         if self.token.is_cancelled() {
             return Err(transport_error(&self.addr, BATCH_CONN_CLOSED));
         }
         // Cancel safety: `Sender::send` is cancel safe (the entry is dropped, unsent).
         tokio::select! {
             biased;
+            () = cancel.cancelled() => return Err(canceled("send request is canceled")),
             () = self.token.cancelled() => {
                 return Err(transport_error(&self.addr, BATCH_CONN_CLOSED));
             }
@@ -891,17 +1416,20 @@ impl BatchConn {
                     .with_source(Message("wait sendLoop: deadline exceeded".to_owned())));
             }
         }
+        // Cancel safety: every branch is cancel safe; leaving drops `rx`, which marks the
+        // entry canceled for the builder and the receive loop.
         tokio::select! {
             biased;
             r = rx => match r {
                 Ok(r) => r,
                 Err(_) => Err(transport_error(&self.addr, closed_msg)),
             },
+            () = cancel.cancelled() => Err(canceled("wait response is canceled")),
             () = self.token.cancelled() => Err(transport_error(&self.addr, closed_msg)),
             () = tokio::time::sleep_until(deadline) => {
                 let reason = format!(
-                    "wait recvLoop timeout, timeout:{timeout:?}, {}: deadline exceeded",
-                    format_progress(progress, arrive, &host)
+                    "{}: deadline exceeded",
+                    format_timeout_reason(progress, &host, timeout, Instant::now())
                 );
                 Err(Error::new(ErrorDetail::AttemptTimeout { addr: self.addr.clone() })
                     .with_source(Message(reason)))
@@ -910,8 +1438,13 @@ impl BatchConn {
     }
 }
 
+/// The caller's cancellation (TE-1): [`ErrorDetail::Canceled`] with where it was seen.
+pub(crate) fn canceled(when: &str) -> Error {
+    Error::new(ErrorDetail::Canceled).with_source(Message(when.to_owned()))
+}
+
 /// How a batch request ended (client-go `batchRequestOutcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BatchOutcome {
     /// Answered.
@@ -927,6 +1460,15 @@ pub enum BatchOutcome {
 }
 
 impl BatchOutcome {
+    pub(crate) const COUNT: usize = 5;
+    pub(crate) const ALL: [BatchOutcome; Self::COUNT] = [
+        BatchOutcome::Ok,
+        BatchOutcome::Timeout,
+        BatchOutcome::Canceled,
+        BatchOutcome::Closed,
+        BatchOutcome::Failed,
+    ];
+
     /// Classifies a batch result (client-go `batchRequestTerminalOutcome`).
     pub fn of<T>(res: &Result<T, Error>) -> BatchOutcome {
         match res {
@@ -944,7 +1486,8 @@ impl BatchOutcome {
         }
     }
 
-    /// The label value used in [`BATCH_OUTCOMES`](super::metrics::BATCH_OUTCOMES).
+    /// The label value used in [`BATCH_OUTCOMES`](super::metrics::BATCH_OUTCOMES) and as
+    /// the `result` of the stage histogram.
     pub fn label(self) -> &'static str {
         match self {
             BatchOutcome::Ok => "ok",
@@ -954,10 +1497,10 @@ impl BatchOutcome {
             BatchOutcome::Failed => "failed",
         }
     }
-}
 
-fn record_outcome<T>(res: &Result<T, Error>) {
-    counter!(m::BATCH_OUTCOMES, "outcome" => BatchOutcome::of(res).label()).increment(1);
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// A plain message used as an error source.
@@ -981,7 +1524,12 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
     let mut avg_batch_wait_size = cfg.batch_wait_size as f64;
     let mut builder = BatchBuilder::new();
     let mut index = 0usize;
-    let store = conn.addr.clone();
+    let metrics = conn.metrics.clone();
+    // Spread the pools' inspections over the interval (client-go starts at a random point).
+    let jitter = rand::random_range(0..PENDING_INSPECT_INTERVAL.as_millis() as u64);
+    let mut last_inspect = Instant::now()
+        .checked_sub(Duration::from_millis(jitter))
+        .unwrap_or_else(Instant::now);
     loop {
         builder.reset();
         let latest = builder.latest_arrive;
@@ -994,7 +1542,7 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
                 if builder.is_empty() {
                     conn.idle.store(true, Ordering::Release);
                     shared.idle_notify.store(true, Ordering::Release);
-                    tracing::debug!(addr = %store, "batch connection idle");
+                    tracing::debug!(addr = %conn.addr, "batch connection idle");
                     return;
                 }
                 None
@@ -1005,10 +1553,11 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
         }
         let mut head_interval = Duration::ZERO;
         if let Some(head) = head {
+            let arrive = head.sink.progress.arrive();
             if let Some(l) = latest
-                && head.sink.arrive > l
+                && arrive > l
             {
-                head_interval = head.sink.arrive - l;
+                head_interval = arrive - l;
             }
             builder.push(head);
             while builder.len() < max {
@@ -1025,7 +1574,7 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
             if !cfg.max_batch_wait_time.is_zero()
                 && conn.load.load(Ordering::Relaxed) > cfg.overload_threshold
             {
-                counter!(m::BATCH_WAIT_OVERLOAD).increment(1);
+                metrics.wait_overload.increment(1);
                 fetch_more(
                     &mut rx,
                     &mut builder,
@@ -1041,15 +1590,13 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
                 let wait_size =
                     trigger.preferred_batch_wait_size(avg_batch_wait_size, cfg.batch_wait_size);
                 fetch_more(&mut rx, &mut builder, max, wait_size, turbo_wait).await;
-                histogram!(m::BATCH_MORE_REQUESTS, "store" => store.clone())
-                    .record((builder.len() - size) as f64);
+                metrics.batch_more.record((builder.len() - size) as f64);
             }
         }
         let len = builder.len();
         avg_batch_wait_size = 0.2 * len as f64 + 0.8 * avg_batch_wait_size;
-        histogram!(m::BATCH_PENDING_REQUESTS, "store" => store.clone())
-            .record((rx.len() + len) as f64);
-        histogram!(m::BATCH_BEST_SIZE, "store" => store.clone()).record(avg_batch_wait_size);
+        metrics.batch_pending.record((rx.len() + len) as f64);
+        metrics.batch_best_size.record(avg_batch_wait_size);
         get_client_and_send(
             &conn,
             &mut builder,
@@ -1057,6 +1604,11 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
             cfg.max_concurrency_request_limit,
         )
         .await;
+        let now = Instant::now();
+        if now.saturating_duration_since(last_inspect) >= PENDING_INSPECT_INTERVAL {
+            log_pending(&conn, now);
+            last_inspect = now;
+        }
     }
     // Closed: fail what is still queued here.
     builder.cancel(&transport_error(&conn.addr, BATCH_CONN_CLOSED));
@@ -1066,6 +1618,39 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
     }
     for c in &conn.clients {
         c.fail_all(&transport_error(&conn.addr, BATCH_CLIENT_CLOSED));
+    }
+}
+
+/// How often the send loop looks for slow requests in flight (client-go
+/// `batchRequestInspectInterval`).
+pub const PENDING_INSPECT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Warns about each batch client's oldest slow request, with the counts of slow, hanging
+/// and unconfirmed ones (client-go `logPendingBatchRequests`).
+fn log_pending(conn: &BatchConn, now: Instant) {
+    for c in &conn.clients {
+        let stats = c.inspect_pending(now);
+        let Some(id) = stats.oldest_id else {
+            continue;
+        };
+        let progress = {
+            let inflight = lock(&c.inflight);
+            inflight
+                .get(&id)
+                .map(|s| format_progress(s.progress(), s.forwarded_host(), now))
+        };
+        tracing::warn!(
+            target_addr = %conn.addr,
+            conn = c.idx,
+            request_id = id,
+            wait = ?stats.oldest_wait,
+            progress = progress.as_deref().unwrap_or(""),
+            slow = stats.slow,
+            slow_unconfirmed = stats.slow_unconfirmed,
+            hanging = stats.hanging,
+            hanging_unconfirmed = stats.hanging_unconfirmed,
+            "batch requests pending for long"
+        );
     }
 }
 
@@ -1128,7 +1713,7 @@ async fn get_client_and_send(
         }
     }
     let Some(cli) = picked else {
-        counter!(m::NO_AVAILABLE_CONNECTION).increment(1);
+        conn.metrics.no_available.increment(1);
         if configured_limit == DEF_MAX_CONCURRENCY_REQUEST_LIMIT {
             builder.cancel(&transport_error(&conn.addr, NO_AVAILABLE_CONNECTIONS));
         }

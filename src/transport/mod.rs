@@ -33,6 +33,15 @@
 //! - TP-12: entries left over from a round (concurrency limit) are sent on the next wake-up
 //!   like in client-go.
 //!
+//! Cancellation: the request's backoffer token stands for client-go's request context. A
+//! request whose token is canceled before or while it is sent fails at once with
+//! [`ErrorDetail::Canceled`] (TE-1, BO-8); its batch entry is skipped if still queued, or
+//! its answer discarded if already sent, without disturbing other requests.
+//!
+//! RU accounting: an answered request is charged to the `Arc<`[`RuDetails`]`>` found in its
+//! extensions unless [`RequestInfo::bypass`] says resource control ignores it (client-go
+//! `sendRequest`); coprocessor streams are charged per chunk.
+//!
 //! Not implemented: gzip compression (tonic's `gzip` feature is off; the setting is
 //! ignored), the connection-state monitor (TP-8; tonic exposes no connectivity state) and the
 //! shared buffer pool knob.
@@ -46,6 +55,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tikv_layers::request::EndpointType;
+use tikv_layers::ru::{RuChargedStream, RuDetails, update_tikv_ru_v2_from_exec_details_v2};
 use tikv_layers::{CmdType, CommandResponse, Error, ErrorDetail, RpcRequest, RpcResponse};
 use tikv_proto::kvrpcpb;
 use tokio::time::Instant;
@@ -59,6 +69,8 @@ pub mod metrics;
 mod policy;
 mod pool;
 pub mod queue;
+pub mod resource;
+pub mod trace;
 mod unary;
 
 #[cfg(test)]
@@ -66,11 +78,14 @@ mod tests;
 
 pub use batch::{
     BATCH_CLIENT_CLOSED, BATCH_CONN_CLOSED, BATCH_CONN_INDEX_METADATA_KEY, BatchBuilder,
-    BatchOutcome, Entry, FORWARD_METADATA_KEY, NO_AVAILABLE_CONNECTIONS,
+    BatchOutcome, BatchStage, Entry, FORWARD_METADATA_KEY, NO_AVAILABLE_CONNECTIONS, PendingStats,
+    RECV_LOOP_PANICKED,
 };
 pub use collapse::{Collapse, CollapseFuture, CollapseLayer, collapse_key};
 pub use policy::TurboBatchTrigger;
 pub use queue::{HIGH_TASK_PRIORITY, PriorityQueue, QueueItem};
+pub use resource::{RequestInfo, ResponseInfo};
+pub use trace::{FinishedSpan, SpanInfo};
 
 use pool::ConnPool;
 
@@ -452,13 +467,14 @@ impl Transport {
     /// # Errors
     ///
     /// Transport, timeout, gRPC status and protocol errors, each with an [`ErrConn`]
-    /// source.
+    /// source; [`ErrorDetail::Canceled`] when the request's backoffer token (the caller's
+    /// cancellation) is canceled before the answer arrives.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropping the future removes the request from the batch queue if it was
-    /// not sent yet, or discards its answer when it arrives; other requests are not
-    /// affected.
+    /// Cancel safe: dropping the future, or canceling the request's backoffer token,
+    /// removes the request from the batch queue if it was not sent yet, or discards its
+    /// answer when it arrives (a unary call is canceled); other requests are not affected.
     pub async fn send_request(&self, mut req: RpcRequest) -> Result<RpcResponse, Error> {
         let start = Instant::now();
         let cmd = req.cmd_type();
@@ -468,6 +484,9 @@ impl Transport {
             .timeout
             .unwrap_or_else(|| default_timeout(cmd, &shared.config));
         let deadline = start + timeout;
+        // The caller's cancellation (client-go's request context, TE-1/BO-8): the token of
+        // the request's backoffer.
+        let cancel = req.backoffer.cancel_token();
         req.attach_context();
         if shared.idle_notify.swap(false, Ordering::AcqRel) {
             self.recycle_idle();
@@ -476,27 +495,44 @@ impl Transport {
         let store_id = req.target.store_id;
         let enable_batch = req.options.endpoint == EndpointType::TiKV;
         let pool = self.get_pool(&addr, enable_batch)?;
+        let charge = RuCharge::of(&req);
         let batch = pool.batch.clone().filter(|_| enable_batch);
-        let res = match (batch, req.cmd.to_batch_request()) {
-            (Some(batch), Some(breq)) => {
-                let priority = req
-                    .context
-                    .resource_control_context
-                    .as_ref()
-                    .map_or(0, |r| r.override_priority);
-                let host = req.target.forwarded_host.clone().unwrap_or_default();
-                batch
-                    .send(breq, host, priority, deadline, timeout, false)
-                    .await
-                    .and_then(|r| from_batch(r, cmd))
+        let res = if cancel.is_cancelled() {
+            Err(batch::canceled("send request is canceled"))
+        } else {
+            match (batch, req.cmd.to_batch_request()) {
+                (Some(batch), Some(breq)) => {
+                    let priority = req
+                        .context
+                        .resource_control_context
+                        .as_ref()
+                        .map_or(0, |r| r.override_priority);
+                    let host = req.target.forwarded_host.clone().unwrap_or_default();
+                    batch
+                        .send(breq, host, priority, deadline, timeout, false, &cancel)
+                        .await
+                        .and_then(|r| from_batch(r, cmd))
+                }
+                _ => {
+                    // Cancel safety: dropping the unary call cancels the RPC.
+                    tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => Err(batch::canceled("wait response is canceled")),
+                        r = unary::call(&pool, req, timeout, deadline) => r,
+                    }
+                }
             }
-            _ => unary::call(&pool, req, timeout, deadline).await,
         };
         let elapsed = start.elapsed();
-        ::metrics::histogram!(metrics::REQUEST_SECONDS, "store" => addr.clone(), "type" => cmd.name())
-            .record(elapsed.as_secs_f64());
+        if let Some(h) = pool.metrics.request_seconds(cmd) {
+            h.record(elapsed.as_secs_f64());
+        }
         match res {
-            Ok(resp) => {
+            Ok(mut resp) => {
+                if let Some(c) = &charge {
+                    c.charge(&mut resp, &shared.config.ru_v2);
+                }
+                trace::trace_exec_details(&resp);
                 let mut out = RpcResponse::new(resp);
                 out.details.addr = addr;
                 out.details.store_id = store_id;
@@ -511,8 +547,11 @@ impl Transport {
     /// Sends a batchable request to a TiKV store and calls `callback` with the outcome
     /// (client-go `SendRequestAsync`). Fails through the callback when batching is disabled,
     /// the target is not TiKV, or the command has no batch form. There is no per-request
-    /// timer unless `options.timeout` is set; closing the pool while the request is in
-    /// flight reports "batch client closed".
+    /// timer unless `options.timeout` is set; closing the pool while the request waits to
+    /// be queued reports "batchConn closed", while it is in flight "batch client closed";
+    /// canceling the request's backoffer token reports [`ErrorDetail::Canceled`]. An
+    /// answered request is charged to the [`RuDetails`] in its extensions, as
+    /// [`send_request`](Self::send_request) does.
     pub fn send_request_async<F>(&self, mut req: RpcRequest, callback: F)
     where
         F: FnOnce(Result<RpcResponse, Error>) + Send + 'static,
@@ -548,14 +587,20 @@ impl Transport {
             .map_or(0, |r| r.override_priority);
         let host = req.target.forwarded_host.clone().unwrap_or_default();
         let store_id = req.target.store_id;
+        let cancel = req.backoffer.cancel_token();
+        let charge = RuCharge::of(&req);
+        let shared = self.inner.shared.clone();
         tokio::spawn(async move {
             let deadline = Instant::now() + timeout;
             let res = batch
-                .send(breq, host, priority, deadline, timeout, true)
+                .send(breq, host, priority, deadline, timeout, true, &cancel)
                 .await
                 .and_then(|r| from_batch(r, cmd));
             callback(match res {
-                Ok(resp) => {
+                Ok(mut resp) => {
+                    if let Some(c) = &charge {
+                        c.charge(&mut resp, &shared.config.ru_v2);
+                    }
                     let mut out = RpcResponse::new(resp);
                     out.details.addr = addr;
                     out.details.store_id = store_id;
@@ -565,6 +610,95 @@ impl Transport {
                 Err(e) => Err(ErrConn::wrap(e, &pool.addr, pool.ver)),
             });
         });
+    }
+}
+
+/// How an answered request is charged to the caller's RU v2 accounting (client-go: the
+/// `RUDetails` in the request context, charged in `sendRequest` / `SendRequestAsync`).
+///
+/// The caller puts an `Arc<RuDetails>` into the request's extensions; requests resource
+/// control does not account ([`RequestInfo::bypass`]) are not charged, and neither are
+/// requests without one.
+struct RuCharge {
+    details: Arc<RuDetails>,
+    bypass: bool,
+    read_rpcs: u64,
+    write_rpcs: u64,
+}
+
+impl RuCharge {
+    fn of(req: &RpcRequest) -> Option<RuCharge> {
+        let details = req.extensions.get::<Arc<RuDetails>>()?.clone();
+        let (read_rpcs, write_rpcs) = completed_ru_v2_rpc_count(req);
+        Some(RuCharge {
+            details,
+            bypass: RequestInfo::new(req).bypass(),
+            read_rpcs,
+            write_rpcs,
+        })
+    }
+
+    /// Charges `resp`'s RU v2 counters, stamping the RPC counts into them; a coprocessor
+    /// stream is charged chunk by chunk as it is read (client-go `CopStreamResponse.Recv`).
+    fn charge(&self, resp: &mut CommandResponse, weights: &tikv_layers::ru::RuV2Weights) {
+        if let CommandResponse::CopStream(stream) = resp {
+            let inner = std::mem::replace(
+                stream,
+                tikv_layers::request::ResponseStream::new(EmptyStream),
+            );
+            *stream = RuChargedStream::new(inner, *weights)
+                .with_ru_details(self.details.clone())
+                .with_bypass(self.bypass)
+                .with_count_rpc(true)
+                .into_response_stream();
+            return;
+        }
+        if self.bypass {
+            return;
+        }
+        if let Some(d) = exec_details_v2_mut(resp) {
+            update_tikv_ru_v2_from_exec_details_v2(
+                &self.details,
+                weights,
+                d,
+                self.read_rpcs,
+                self.write_rpcs,
+            );
+        }
+    }
+}
+
+/// A stream with no items, the placeholder while a response stream is re-wrapped.
+struct EmptyStream;
+
+impl futures_core::Stream for EmptyStream {
+    type Item = Result<tikv_proto::coprocessor::Response, Error>;
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(None)
+    }
+}
+
+/// The response's execution details, mutable (the responses
+/// [`CommandResponse::exec_details_v2`] reads).
+fn exec_details_v2_mut(resp: &mut CommandResponse) -> Option<&mut kvrpcpb::ExecDetailsV2> {
+    use CommandResponse as R;
+    match resp {
+        R::Get(r) => r.exec_details_v2.as_mut(),
+        R::BatchGet(r) => r.exec_details_v2.as_mut(),
+        R::BufferBatchGet(r) => r.exec_details_v2.as_mut(),
+        R::Prewrite(r) => r.exec_details_v2.as_mut(),
+        R::Commit(r) => r.exec_details_v2.as_mut(),
+        R::PessimisticLock(r) => r.exec_details_v2.as_mut(),
+        R::PessimisticRollback(r) => r.exec_details_v2.as_mut(),
+        R::BatchRollback(r) => r.exec_details_v2.as_mut(),
+        R::ScanLock(r) => r.exec_details_v2.as_mut(),
+        R::ResolveLock(r) => r.exec_details_v2.as_mut(),
+        R::CheckTxnStatus(r) => r.exec_details_v2.as_mut(),
+        R::CheckSecondaryLocks(r) => r.exec_details_v2.as_mut(),
+        R::TxnHeartBeat(r) => r.exec_details_v2.as_mut(),
+        R::Flush(r) => r.exec_details_v2.as_mut(),
+        R::Cop(r) => r.exec_details_v2.as_mut(),
+        _ => None,
     }
 }
 
@@ -645,6 +779,23 @@ impl PoolHandle {
             .batch
             .as_ref()
             .is_some_and(|b| b.clients.iter().any(|c| !c.is_recreating()))
+    }
+
+    /// Per batch client: its reconnection epoch, bumped once per reconnection of its
+    /// connection however many of its streams broke (client-go `batchCommandsClient.epoch`).
+    pub fn epochs(&self) -> Vec<u64> {
+        self.pool
+            .batch
+            .as_ref()
+            .map_or_else(Vec::new, |b| b.clients.iter().map(|c| c.epoch()).collect())
+    }
+
+    /// Per batch client: the slow and hanging requests in flight as seen at `now` (client-go
+    /// `inspectPendingBatchRequests`, which logs them every minute).
+    pub fn pending_stats(&self, now: Instant) -> Vec<PendingStats> {
+        self.pool.batch.as_ref().map_or_else(Vec::new, |b| {
+            b.clients.iter().map(|c| c.inspect_pending(now)).collect()
+        })
     }
 
     /// Per batch client: (in flight, spare concurrency).

@@ -10,6 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::Shared;
 use super::batch::BatchConn;
+use super::metrics::StoreMetrics;
 
 /// One store address's connections (client-go `connPool`).
 pub(crate) struct ConnPool {
@@ -18,6 +19,8 @@ pub(crate) struct ConnPool {
     channels: Vec<Channel>,
     index: AtomicUsize,
     pub(crate) batch: Option<Arc<BatchConn>>,
+    /// The store's metric handles, resolved once for the pool's life.
+    pub(crate) metrics: Arc<StoreMetrics>,
     token: CancellationToken,
 }
 
@@ -36,14 +39,23 @@ impl ConnPool {
         let endpoint = endpoint(addr, shared)?;
         let channels: Vec<Channel> = (0..count).map(|_| endpoint.connect_lazy()).collect();
         let token = CancellationToken::new();
-        let batch = (enable_batch && cfg.max_batch_size > 0)
-            .then(|| BatchConn::start(addr, &channels, shared.clone(), token.clone()));
+        let metrics = Arc::new(StoreMetrics::new(addr));
+        let batch = (enable_batch && cfg.max_batch_size > 0).then(|| {
+            BatchConn::start(
+                addr,
+                &channels,
+                shared.clone(),
+                token.clone(),
+                metrics.clone(),
+            )
+        });
         Ok(ConnPool {
             addr: addr.to_owned(),
             ver,
             channels,
             index: AtomicUsize::new(0),
             batch,
+            metrics,
             token,
         })
     }

@@ -1,11 +1,21 @@
 //! A small scriptable PD cluster: `n` members on loopback sharing one state (leader index,
-//! TSO counter, TSO delay, stream breaks). Only the calls the PD client tests use are
-//! implemented; the rest answer `Unimplemented`.
+//! TSO counter, TSO delay, stream breaks, members cut off from the client, the service
+//! mode). Only the calls the PD client tests use are implemented; the rest answer
+//! `Unimplemented`.
+//!
+//! Every member also serves `grpc.health.v1.Health` (`SERVING` unless cut off). A follower
+//! serves a request carrying the `pd-forwarded-host` header as the leader would (it relays
+//! it; the state is shared), and records the header.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use tikv::proto::metapb;
 use tikv::proto::pdpb::{self, pd_server::Pd, pd_server::PdServer};
@@ -30,6 +40,36 @@ pub(crate) struct State {
     pub(crate) tso_streams: AtomicU64,
     pub(crate) tso_requests: AtomicU64,
     pub(crate) tso_allocated: AtomicU64,
+    /// Members the client cannot reach: every call, health checks included, fails
+    /// `Unavailable` (a network partition between the client and that member).
+    pub(crate) down: Mutex<HashSet<usize>>,
+    /// Followers that answer a forwarded `GetRegion` with `REGION_NOT_FOUND`.
+    pub(crate) region_not_found: Mutex<HashSet<usize>>,
+    /// `(member, pd-forwarded-host)` of every forwarded request served.
+    pub(crate) forwarded: Mutex<Vec<(usize, String)>>,
+    /// Which member served each `GetRegion`.
+    pub(crate) region_served_by: Mutex<Vec<usize>>,
+    /// Health checks answered, over all members.
+    pub(crate) health_checks: AtomicU64,
+    /// What `GetClusterInfo` answers: `None` = `Unimplemented` (an old PD).
+    pub(crate) service_mode: Mutex<Option<pdpb::ServiceMode>>,
+    /// `GetClusterInfo` calls answered.
+    pub(crate) cluster_info_calls: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn set_down(&self, member: usize, down: bool) {
+        let mut d = self.down.lock().expect("down");
+        if down {
+            d.insert(member);
+        } else {
+            d.remove(&member);
+        }
+    }
+
+    fn is_down(&self, member: usize) -> bool {
+        self.down.lock().expect("down").contains(&member)
+    }
 }
 
 pub(crate) struct FakeCluster {
@@ -55,9 +95,14 @@ impl FakeCluster {
                 state: state.clone(),
             };
             let incoming = tonic::codegen::tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let health = HealthFace {
+                index: i,
+                state: state.clone(),
+            };
             tokio::spawn(async move {
                 let _ = tonic::transport::Server::builder()
                     .add_service(PdServer::new(member))
+                    .add_service(HealthServer::new(health))
                     .serve_with_incoming(incoming)
                     .await;
             });
@@ -76,6 +121,36 @@ struct Member {
     state: Arc<State>,
 }
 
+/// `grpc.health.v1.Health` of one member.
+struct HealthFace {
+    index: usize,
+    state: Arc<State>,
+}
+
+#[tonic::async_trait]
+impl Health for HealthFace {
+    async fn check(
+        &self,
+        _req: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        if self.state.is_down(self.index) {
+            return Err(Status::unavailable("member unreachable"));
+        }
+        self.state.health_checks.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        }))
+    }
+
+    type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+    async fn watch(
+        &self,
+        _req: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("watch"))
+    }
+}
+
 impl Member {
     fn header(&self) -> Option<pdpb::ResponseHeader> {
         Some(pdpb::ResponseHeader {
@@ -89,10 +164,36 @@ impl Member {
     }
 
     fn require_leader(&self) -> Result<(), Status> {
+        if self.state.is_down(self.index) {
+            return Err(Status::unavailable("member unreachable"));
+        }
         if self.is_leader() {
             Ok(())
         } else {
             Err(Status::unavailable("not leader"))
+        }
+    }
+
+    /// Like `require_leader`, but a follower serves a request forwarded to the leader.
+    /// Returns whether the request was forwarded.
+    fn serve_or_forward(&self, meta: &tonic::metadata::MetadataMap) -> Result<bool, Status> {
+        if self.state.is_down(self.index) {
+            return Err(Status::unavailable("member unreachable"));
+        }
+        let forwarded = meta
+            .get("pd-forwarded-host")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        match forwarded {
+            Some(host) if !self.is_leader() => {
+                self.state
+                    .forwarded
+                    .lock()
+                    .expect("forwarded")
+                    .push((self.index, host));
+                Ok(true)
+            }
+            _ => self.require_leader().map(|()| false),
         }
     }
 
@@ -133,6 +234,9 @@ impl Pd for Member {
         &self,
         _r: Request<pdpb::GetMembersRequest>,
     ) -> Result<Response<pdpb::GetMembersResponse>, Status> {
+        if self.state.is_down(self.index) {
+            return Err(Status::unavailable("member unreachable"));
+        }
         let urls = self.state.urls.lock().expect("urls").clone();
         let members: Vec<_> = urls.iter().enumerate().map(|(i, u)| member(i, u)).collect();
         let leader = members
@@ -151,7 +255,7 @@ impl Pd for Member {
         &self,
         r: Request<tonic::Streaming<pdpb::TsoRequest>>,
     ) -> Result<Response<TsoStream>, Status> {
-        self.require_leader()?;
+        let forwarded = self.serve_or_forward(r.metadata())?;
         self.state.tso_streams.fetch_add(1, Ordering::SeqCst);
         let mut input = r.into_inner();
         let state = self.state.clone();
@@ -164,7 +268,9 @@ impl Pd for Member {
                 if delay > 0 {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                 }
-                if state.leader.load(Ordering::SeqCst) != index {
+                if state.is_down(index)
+                    || (!forwarded && state.leader.load(Ordering::SeqCst) != index)
+                {
                     let _ = tx.send(Err(Status::unavailable("not leader"))).await;
                     return;
                 }
@@ -203,9 +309,33 @@ impl Pd for Member {
 
     async fn get_region(
         &self,
-        _r: Request<pdpb::GetRegionRequest>,
+        r: Request<pdpb::GetRegionRequest>,
     ) -> Result<Response<pdpb::GetRegionResponse>, Status> {
-        self.require_leader()?;
+        let forwarded = self.serve_or_forward(r.metadata())?;
+        if forwarded
+            && self
+                .state
+                .region_not_found
+                .lock()
+                .expect("rnf")
+                .contains(&self.index)
+        {
+            return Ok(Response::new(pdpb::GetRegionResponse {
+                header: Some(pdpb::ResponseHeader {
+                    cluster_id: self.state.cluster_id,
+                    error: Some(pdpb::Error {
+                        r#type: pdpb::ErrorType::RegionNotFound as i32,
+                        message: "region not found".into(),
+                    }),
+                }),
+                ..Default::default()
+            }));
+        }
+        self.state
+            .region_served_by
+            .lock()
+            .expect("served")
+            .push(self.index);
         let region = Member::region();
         Ok(Response::new(pdpb::GetRegionResponse {
             header: self.header(),
@@ -248,7 +378,16 @@ impl Pd for Member {
         &self,
         _r: Request<pdpb::GetClusterInfoRequest>,
     ) -> Result<Response<pdpb::GetClusterInfoResponse>, Status> {
-        Err(Status::unimplemented("get_cluster_info"))
+        self.require_leader()?;
+        self.state.cluster_info_calls.fetch_add(1, Ordering::SeqCst);
+        match *self.state.service_mode.lock().expect("mode") {
+            None => Err(Status::unimplemented("get_cluster_info")),
+            Some(mode) => Ok(Response::new(pdpb::GetClusterInfoResponse {
+                header: self.header(),
+                service_modes: vec![mode as i32],
+                ..Default::default()
+            })),
+        }
     }
 
     async fn alloc_id(

@@ -4,6 +4,8 @@
 //! switch, TSO delay and stream breaks), and the embedded mock cluster's gRPC PD face
 //! (`tikv::mock::MockGrpc`).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use tikv::layers::{ErrorDetail, ErrorKind};
 use tikv::oracle::{Oracle, OracleOption, PdOracle, PdOracleOptions};
 use tikv::pd::{PdClient, PdClientOptions, RegionMetaClient, RegionOptions};
+use tikv::proto::pdpb;
 
 mod fake;
 
@@ -177,6 +180,23 @@ async fn leader_failover() {
         .expect("region");
     assert!(r.is_some());
     assert_eq!(client.leader_url(), cluster.urls()[1]);
+    // And the TSO stream follows the second switch: still strictly increasing.
+    for _ in 0..5 {
+        match bounded(client.get_ts()).await {
+            Ok(ts) => {
+                assert!(ts > last, "{ts} <= {last}");
+                last = ts;
+            }
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::Transport | ErrorKind::Grpc | ErrorKind::Pd
+                ),
+                "{e:?}"
+            ),
+        }
+    }
+    assert!(bounded(client.get_ts()).await.expect("ts") > last);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -292,4 +312,303 @@ async fn cluster_handle_over_mock_grpc() {
     assert!(other.is_closed());
     // The PD client is closed with it.
     assert!(bounded(other.pd().expect("pd").get_ts()).await.is_err());
+}
+
+// ===== PD-5 health probing and forwarding, PD-7 service mode =====
+//
+// These run real gRPC on loopback, which paused time cannot drive (an idle runtime would
+// jump past every deadline while a socket is being read), so the probe and service-mode
+// intervals are shortened instead and every wait is bounded.
+
+fn fast_opts(forwarding: bool) -> PdClientOptions {
+    PdClientOptions {
+        enable_forwarding: forwarding,
+        // A follower probe may take a third of this: keep it well above loopback latency
+        // on a loaded machine, or healthy followers would be marked unreachable.
+        health_check_interval: Duration::from_millis(600),
+        service_mode_interval: Duration::from_millis(50),
+        ..opts()
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after 10 s.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreachable_leader_is_bypassed_through_a_forwarding_follower() {
+    let cluster = FakeCluster::start(3, 11).await;
+    let urls = cluster.urls();
+    let client = bounded(PdClient::connect(&urls, fast_opts(true)))
+        .await
+        .expect("connect");
+    let leader = client.leader_url();
+    assert_eq!(leader, urls[0]);
+    let mut last = bounded(client.get_ts()).await.expect("ts");
+    assert!(cluster.state.forwarded.lock().unwrap().is_empty());
+
+    // The client loses the leader; the followers still reach it.
+    cluster.state.set_down(0, true);
+    wait_until("leader marked unavailable", || {
+        !client.member_available(&leader)
+    })
+    .await;
+    assert!(client.member_available(&urls[1]) && client.member_available(&urls[2]));
+
+    // A region query is answered through a follower carrying the forwarding header.
+    let r = bounded(client.get_region(b"k", false))
+        .await
+        .expect("region through follower")
+        .expect("some region");
+    assert_eq!(r.region.id, 2);
+    let served = *cluster
+        .state
+        .region_served_by
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap();
+    assert_ne!(served, 0, "the unreachable leader cannot have served it");
+    {
+        let fwd = cluster.state.forwarded.lock().unwrap();
+        assert!(!fwd.is_empty());
+        assert!(
+            fwd.iter().all(|(m, host)| *m != 0 && host == &leader),
+            "{fwd:?}"
+        );
+    }
+    // The leader did not change: forwarding is not a failover.
+    assert_eq!(client.leader_url(), leader);
+
+    // Timestamps come through a forwarded stream and stay strictly increasing.
+    for _ in 0..5 {
+        let ts = bounded(client.get_ts()).await.expect("ts through follower");
+        assert!(ts > last, "{ts} <= {last}");
+        last = ts;
+    }
+
+    // The leader comes back: requests go to it directly again.
+    cluster.state.set_down(0, false);
+    wait_until("leader available again", || {
+        client.member_available(&leader)
+    })
+    .await;
+    let forwarded_before = cluster.state.forwarded.lock().unwrap().len();
+    bounded(client.get_region(b"k", false))
+        .await
+        .expect("region")
+        .expect("some region");
+    assert_eq!(
+        *cluster
+            .state
+            .region_served_by
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap(),
+        0
+    );
+    let ts = bounded(client.get_ts()).await.expect("ts from leader");
+    assert!(ts > last, "{ts} <= {last}");
+    assert_eq!(
+        cluster.state.forwarded.lock().unwrap().len(),
+        forwarded_before,
+        "nothing forwarded once the leader is back"
+    );
+    client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follower_answering_region_not_found_is_skipped() {
+    let cluster = FakeCluster::start(3, 12).await;
+    let urls = cluster.urls();
+    let client = bounded(PdClient::connect(&urls, fast_opts(true)))
+        .await
+        .expect("connect");
+    let leader = client.leader_url();
+    cluster.state.region_not_found.lock().unwrap().insert(1);
+    cluster.state.set_down(0, true);
+    wait_until("leader marked unavailable", || {
+        !client.member_available(&leader)
+    })
+    .await;
+
+    // Follower 1 is tried first, answers REGION_NOT_FOUND and is skipped; follower 2
+    // answers.
+    let r = bounded(client.get_region(b"k", false))
+        .await
+        .expect("region")
+        .expect("some region");
+    assert_eq!(r.region.id, 2);
+    assert_eq!(*cluster.state.region_served_by.lock().unwrap(), vec![2]);
+    assert!(!client.member_available(&urls[1]));
+    assert!(client.member_available(&urls[2]));
+    let tried: Vec<usize> = cluster
+        .state
+        .forwarded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(m, _)| *m)
+        .collect();
+    assert_eq!(tried, vec![1, 2]);
+
+    // Within the 10 s, follower 1 is not asked again, even after further probes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        bounded(client.get_region(b"k", false))
+            .await
+            .expect("region")
+            .expect("some region");
+    }
+    let tried: Vec<usize> = cluster
+        .state
+        .forwarded
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(m, _)| *m)
+        .collect();
+    assert_eq!(tried, vec![1, 2, 2, 2, 2]);
+    client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreachable_leader_without_forwarding_fails_typed_after_retries() {
+    let cluster = FakeCluster::start(3, 13).await;
+    let urls = cluster.urls();
+    let client = bounded(PdClient::connect(
+        &urls,
+        PdClientOptions {
+            timeout: Duration::from_millis(600),
+            ..fast_opts(false)
+        },
+    ))
+    .await
+    .expect("connect");
+    let leader = client.leader_url();
+    cluster.state.set_down(0, true);
+    // The probes see it, but with forwarding off nothing changes where requests go.
+    wait_until("leader marked unavailable", || {
+        !client.member_available(&leader)
+    })
+    .await;
+
+    let started = tokio::time::Instant::now();
+    let err = bounded(client.get_region(b"k", false))
+        .await
+        .expect_err("no leader to answer");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Transport | ErrorKind::BackoffExhausted | ErrorKind::Pd
+        ),
+        "untyped failure: {err:?}"
+    );
+    // It retried within the budget rather than failing at the first refusal.
+    assert!(started.elapsed() >= Duration::from_millis(100), "{err:?}");
+    assert!(cluster.state.forwarded.lock().unwrap().is_empty());
+    assert!(cluster.state.region_served_by.lock().unwrap().is_empty());
+    assert_eq!(client.leader_url(), leader);
+    client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn service_mode_switch_gates_tso() {
+    let cluster = FakeCluster::start(1, 14).await;
+    // An old PD without GetClusterInfo: PD mode.
+    let client = bounded(PdClient::connect(&cluster.urls(), fast_opts(false)))
+        .await
+        .expect("connect");
+    assert_eq!(client.service_mode(), pdpb::ServiceMode::PdSvcMode);
+    let mut last = bounded(client.get_ts()).await.expect("ts");
+
+    // PD hands TSO to the microservice: timestamp calls fail with a clear typed error.
+    *cluster.state.service_mode.lock().unwrap() = Some(pdpb::ServiceMode::ApiSvcMode);
+    wait_until("API service mode seen", || {
+        client.service_mode() == pdpb::ServiceMode::ApiSvcMode
+    })
+    .await;
+    let tso_rpcs = client.tso_rpc_count();
+    let err = bounded(client.get_ts()).await.expect_err("API_SVC_MODE");
+    assert_eq!(err.kind(), ErrorKind::Pd);
+    assert!(tikv::pd::is_tso_service_unsupported(&err), "{err:?}");
+    assert!(err.to_string().contains("API_SVC_MODE"), "{err}");
+    let err = bounded(client.get_min_ts())
+        .await
+        .expect_err("API_SVC_MODE");
+    assert!(tikv::pd::is_tso_service_unsupported(&err), "{err:?}");
+    assert_eq!(
+        client.tso_rpc_count(),
+        tso_rpcs,
+        "the PD leader is not asked"
+    );
+
+    // Back to PD mode: timestamps from the leader again, still increasing.
+    *cluster.state.service_mode.lock().unwrap() = Some(pdpb::ServiceMode::PdSvcMode);
+    assert_eq!(
+        bounded(client.refresh_service_mode()).await.expect("mode"),
+        pdpb::ServiceMode::PdSvcMode
+    );
+    let ts = bounded(client.get_ts()).await.expect("ts");
+    assert!(ts > last, "{ts} <= {last}");
+    last = ts;
+    // The check is periodic.
+    let calls = cluster.state.cluster_info_calls.load(Ordering::SeqCst);
+    wait_until("another periodic check", || {
+        cluster.state.cluster_info_calls.load(Ordering::SeqCst) > calls + 1
+    })
+    .await;
+    assert!(bounded(client.get_ts()).await.expect("ts") > last);
+    client.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn probing_stops_when_the_client_closes() {
+    let cluster = FakeCluster::start(2, 15).await;
+    // Probe often, so the quiet windows below each span several intervals.
+    let opts = || PdClientOptions {
+        health_check_interval: Duration::from_millis(30),
+        ..fast_opts(true)
+    };
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    assert_eq!(client.running_background_tasks(), 4);
+    let checks = || cluster.state.health_checks.load(Ordering::SeqCst);
+    wait_until("probes running", || checks() >= 4).await;
+
+    client.close();
+    wait_until("background tasks ended", || {
+        client.running_background_tasks() == 0
+    })
+    .await;
+    let after_close = checks();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(checks(), after_close, "no probe after close");
+
+    // Dropping the last handle stops them too.
+    let client = bounded(PdClient::connect(&cluster.urls(), opts()))
+        .await
+        .expect("connect");
+    let before = checks();
+    wait_until("probes running", || checks() >= before + 4).await;
+    drop(client);
+    // A probe in flight may still land; after that, none.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_drop = checks();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        checks(),
+        after_drop,
+        "no probe after the last handle is dropped"
+    );
 }

@@ -32,20 +32,23 @@ use tikv::config::{Config, TikvClientConfig};
 use tikv::layers::api_codec::{ApiCodecLayer, Codec, Mode};
 use tikv::layers::backoff::{Backoffer, SharedBackoffer, Variables};
 use tikv::layers::classify::is_fake_region_error;
-use tikv::layers::exec_details::ExecDetails;
+use tikv::layers::exec_details::{
+    AccessReadType, ExecDetails, ExecDetailsSink, ReplicaAccessStats,
+};
 use tikv::layers::locate::{
     ConnectionControl, InvalidReason, Liveness, RegionLocator, RegionSnapshot, StoreResolver,
 };
 use tikv::layers::metrics::names::{self, labels};
+use tikv::layers::network::NetworkLayer;
 use tikv::layers::replica::{RegionServices, ReplicaLayer};
-use tikv::layers::retry::RetryLayer;
+use tikv::layers::retry::{ReadTsValidator, RetryLayer};
 use tikv::layers::route::RouteLayer;
 use tikv::layers::timeout::TimeoutLayer;
 use tikv::layers::{CmdType, Error, ErrorDetail, ReplicaReadType, RpcRequest, RpcResponse};
 use tikv::mock::{BareTikvServer, Mock, MockOptions};
 use tikv::oracle::{
-    FutureTsRead, LatestStaleRead, Oracle, OracleOption, PdOracle, PdOracleOptions, compose_ts,
-    extract_logical, extract_physical,
+    FutureTsRead, LatestStaleRead, Oracle, OracleOption, OracleReadTsValidator, PdOracle,
+    PdOracleOptions, compose_ts, extract_logical, extract_physical,
 };
 use tikv::pd::{KeyMode, RegionInfo};
 use tikv::proto::{coprocessor, errorpb, kvrpcpb, metapb, tikvpb};
@@ -71,6 +74,7 @@ struct SenderBuilder {
     conn: Option<Arc<dyn ConnectionControl>>,
     store_limit: u64,
     local_zone: Option<String>,
+    read_ts: Option<Arc<dyn ReadTsValidator>>,
 }
 
 impl SenderBuilder {
@@ -83,6 +87,7 @@ impl SenderBuilder {
             conn: None,
             store_limit: 0,
             local_zone: None,
+            read_ts: None,
         }
     }
 
@@ -95,6 +100,12 @@ impl SenderBuilder {
     /// `kv.StoreLimit`.
     fn store_limit(mut self, limit: u64) -> SenderBuilder {
         self.store_limit = limit;
+        self
+    }
+
+    /// The sender's `readTSValidator`.
+    fn read_ts_validator(mut self, validator: Arc<dyn ReadTsValidator>) -> SenderBuilder {
+        self.read_ts = Some(validator);
         self
     }
 
@@ -117,6 +128,9 @@ impl SenderBuilder {
         if let Some(conn) = self.conn {
             retry = retry.connection_control(conn);
         }
+        if let Some(v) = self.read_ts {
+            retry = retry.read_ts_validator(v);
+        }
         let mut replica = ReplicaLayer::new(self.svc.clone())
             .deterministic(true)
             .store_limit(self.store_limit);
@@ -130,6 +144,8 @@ impl SenderBuilder {
                 .layer(replica)
                 .layer(TimeoutLayer::new())
                 .layer(ApiCodecLayer::new(Codec::v1(Mode::Raw)))
+                // client-go's networkCollector: each attempt's bytes as sent and received.
+                .layer(NetworkLayer::new())
                 .service(terminal),
         )
     }
@@ -333,19 +349,15 @@ async fn stale_command_that_keeps_coming_back_is_returned_as_a_region_error() {
     assert!(resp.region_error().is_some());
 }
 
-/// Stands in for PD's `ErrClientResourceGroupThrottled`, which no Rust error models yet.
+/// PD's `ErrClientResourceGroupThrottled`, as a resource-control hook reports it.
 fn resource_group_throttled() -> Error {
-    Error::new(ErrorDetail::Internal(
-        "exceeded resource group quota limitation".to_owned(),
+    Error::new(ErrorDetail::ResourceGroupThrottled(
+        "estimated wait time 1s".to_owned(),
     ))
 }
 
 // client-go: T-REQUEST-003 testRegionRequestToSingleStoreSuite.TestOnSendFailByResourceGroupThrottled
 #[tokio::test(start_paused = true)]
-#[ignore = "TE-5 missing: ErrorDetail has no resource-group-throttled variant and \
-            layers/src/retry/policy.rs on_send_fail retries every error that is not Canceled \
-            (client-go fails at once, records no RPC error); switch resource_group_throttled() \
-            to the new variant when it exists"]
 async fn resource_group_throttled_fails_without_touching_the_store() {
     let env = Env::new(1).await;
     let region = locate(&env.cluster, env.region).await;
@@ -661,9 +673,6 @@ async fn async_send_turns_a_read_timeout_into_a_fake_region_error() {
 
 // client-go: T-REQUEST-014 testRegionRequestToSingleStoreSuite.TestNoReloadRegionForGrpcWhenCtxCanceled
 #[tokio::test]
-#[ignore = "bug: src/transport does not observe the caller's cancellation (the request's \
-            backoffer token, client-go's context): a canceled request is still sent, and the \
-            send loop then returns the transport's error instead of Canceled (SL-4, TE-1)"]
 async fn a_canceled_caller_over_grpc_fails_with_canceled_and_keeps_the_region() {
     let env = Env::new(1).await;
     // A TiKV gRPC server that rejects every call it implements.
@@ -1005,14 +1014,12 @@ async fn a_send_to_an_invalidated_region_makes_no_rpc() {
 
 /// `RecordRPCRuntimeStats`.
 fn record_rpc(d: &mut ExecDetails, cmd: CmdType, took: Duration) {
-    let e = d.rpc.entry(cmd).or_default();
-    e.count += 1;
-    e.consume += took;
+    d.record_rpc(cmd, took);
 }
 
 /// `RecordRPCErrorStats`.
 fn record_err(d: &mut ExecDetails, label: &str) {
-    *d.errors.entry(label.to_owned()).or_default() += 1;
+    d.record_error(label);
 }
 
 fn stats_sample() -> ExecDetails {
@@ -1047,16 +1054,11 @@ fn request_stats_aggregate_merge_and_clone() {
 
 // client-go: T-REQUEST-023 testRegionRequestToSingleStoreSuite.TestRegionRequestStats
 #[test]
-#[ignore = "missing: layers/src/exec_details.rs keeps every error label; client-go's \
-            RequestErrorStats keeps 16 distinct labels and counts the rest as other_error \
-            (and its ReplicaAccessStats access history has no Rust counterpart)"]
 fn request_error_stats_fold_labels_beyond_the_cap_into_other_error() {
     let mut stats = stats_sample();
-    let mut recorded = ExecDetails::default();
     for i in 0..50 {
-        record_err(&mut recorded, &format!("err_{i}"));
+        record_err(&mut stats, &format!("err_{i}"));
     }
-    stats.merge(&recorded);
     // Two labels were there: 14 of the new ones fit under the cap of 16 distinct labels,
     // the other 36 errors count as `other_error`.
     assert_eq!(
@@ -1066,13 +1068,60 @@ fn request_error_stats_fold_labels_beyond_the_cap_into_other_error() {
         stats.errors
     );
     assert_eq!(stats.errors.len(), 17, "{:?}", stats.errors);
+    // client-go's `{.*err_.*:1.*, other_error:36}` and
+    // `.*num_rpc.*total_time.*, rpc_errors:{.*err.*, other_error:36}`.
+    let printed = stats.to_string();
+    let (head, errors) = printed
+        .split_once(", rpc_errors:{")
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        head.contains("num_rpc") && head.contains("total_time"),
+        "{printed}"
+    );
+    assert!(
+        errors.contains("err_") && errors.contains(":1"),
+        "{printed}"
+    );
+    assert!(errors.ends_with(", other_error:36}"), "{printed}");
+    // Merging keeps the counts, other_error included.
+    let mut merged = ExecDetails::default();
+    merged.merge(&stats);
+    assert_eq!(merged.errors, stats.errors);
+}
+
+// client-go: T-REQUEST-023 testRegionRequestToSingleStoreSuite.TestRegionRequestStats
+#[test]
+fn replica_access_stats_keep_five_attempts_then_count_per_peer() {
+    let mut access = ReplicaAccessStats::default();
+    access.record(AccessReadType::of(true, false), 1, 2, "data_not_ready");
+    access.record(AccessReadType::of(false, false), 3, 4, "not_leader");
+    access.record(AccessReadType::of(false, true), 5, 6, "server_is_Busy");
+    assert_eq!(
+        access.to_string(),
+        "{stale_read, peer:1, store:2, err:data_not_ready}, {peer:3, store:4, \
+         err:not_leader}, {replica_read, peer:5, store:6, err:server_is_Busy}"
+    );
+    for i in 0..20u64 {
+        access.record(
+            AccessReadType::of(false, false),
+            5 + i % 2,
+            6,
+            "server_is_Busy",
+        );
+    }
+    // client-go accepts either order of the per-peer overflow; peers print in id order here.
+    assert_eq!(
+        access.to_string(),
+        "{stale_read, peer:1, store:2, err:data_not_ready}, {peer:3, store:4, \
+         err:not_leader}, {replica_read, peer:5, store:6, err:server_is_Busy}, {peer:5, \
+         store:6, err:server_is_Busy}, {peer:6, store:6, err:server_is_Busy}, \
+         overflow_count:{{peer:5, error_stats:{server_is_Busy:9}}, {peer:6, \
+         error_stats:{server_is_Busy:9}}}"
+    );
 }
 
 // client-go: T-REQUEST-024 testRegionRequestToSingleStoreSuite.TestRegionRequestValidateReadTS
 #[tokio::test(start_paused = true)]
-#[ignore = "missing: SL-2 step 3 read-ts validation; the send loop (layers/src/retry) takes \
-            no read-ts validator, so reads from the future and stale reads at MaxUint64 are \
-            sent instead of failing with FutureTsRead / LatestStaleRead"]
 async fn read_ts_validation_rejects_future_and_latest_stale_reads() {
     let env = Env::new(1).await;
     let oracle = PdOracle::new(
@@ -1085,7 +1134,9 @@ async fn read_ts_validation_rejects_future_and_latest_stale_reads() {
     )
     .await
     .unwrap();
-    let sender = SenderBuilder::new(&env.cluster).build(env.recorder.clone());
+    let sender = SenderBuilder::new(&env.cluster)
+        .read_ts_validator(Arc::new(OracleReadTsValidator(Arc::new(oracle.clone()))))
+        .build(env.recorder.clone());
     let region = locate(&env.cluster, env.region).await;
     let now = oracle.get_timestamp(&OracleOption::global()).await.unwrap();
     let add = |ts: u64, ms: i64| compose_ts(extract_physical(ts) + ms, extract_logical(ts));
@@ -1808,10 +1859,17 @@ struct Collector {
     env: Env,
     sender: Sender,
     sizes: Arc<Mutex<Vec<(usize, usize)>>>,
+    /// Where every request records its exec details (client-go's `util.ExecDetails` in the
+    /// context).
+    details: ExecDetailsSink,
 }
 
 impl Collector {
     async fn new(value: &'static [u8]) -> Collector {
+        Collector::with_details(value, ExecDetailsSink::new()).await
+    }
+
+    async fn with_details(value: &'static [u8], details: ExecDetailsSink) -> Collector {
         let env = Env::new(1).await;
         env.mock
             .cluster()
@@ -1831,10 +1889,16 @@ impl Collector {
                     .push((req.cmd.encoded_len(), resp.resp.encoded_len()));
                 Ok(resp)
             }));
-        Collector { env, sender, sizes }
+        Collector {
+            env,
+            sender,
+            sizes,
+            details,
+        }
     }
 
-    async fn send(&self, req: RpcRequest) -> (usize, usize) {
+    async fn send(&self, mut req: RpcRequest) -> (usize, usize) {
+        req.extensions.insert(self.details.clone());
         let region = locate(&self.env.cluster, self.env.region).await;
         let resp = send_req(
             &self.sender,
@@ -1852,9 +1916,6 @@ impl Collector {
 
 // client-go: T-REQUEST-077 TestNetworkCollectorOnReq
 #[tokio::test(start_paused = true)]
-#[ignore = "missing: client-go's networkCollector (metrics_collector.go); no layer records \
-            STALE_READ_REQ_TOTAL / STALE_READ_BYTES_TOTAL, and ExecDetails has no \
-            unpacked-bytes-sent counters (total and cross-zone)"]
 async fn network_collector_counts_stale_read_requests_and_bytes_out() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -1881,9 +1942,15 @@ async fn network_collector_counts_stale_read_requests_and_bytes_out() {
     // A leader read with a busy threshold: no stale-read traffic.
     let mut req = get(b"key", 0);
     req.context.busy_threshold_ms = 50;
-    c.send(req).await;
+    let (first, _) = c.send(req).await;
     let obs = observed(&snapshotter);
     assert_eq!((out(&obs), reqs(&obs)), (0, 0));
+    // Its bytes still count as sent to TiKV, all in the client's zone.
+    let t = c.details.snapshot().traffic;
+    assert_eq!(
+        (t.bytes_sent_kv_total, t.bytes_sent_kv_cross_zone),
+        (first as u64, 0)
+    );
 
     // A local stale read: one request, its bytes counted as local outgoing traffic.
     let mut req = get(b"key", 0);
@@ -1893,6 +1960,11 @@ async fn network_collector_counts_stale_read_requests_and_bytes_out() {
     let obs = observed(&snapshotter);
     assert_eq!(reqs(&obs), 1);
     assert_eq!(out(&obs), sent as u64);
+    let t = c.details.snapshot().traffic;
+    assert_eq!(
+        (t.bytes_sent_kv_total, t.bytes_sent_kv_cross_zone),
+        ((first + sent) as u64, 0)
+    );
     assert_eq!(
         counter(
             &obs,
@@ -1908,9 +1980,6 @@ async fn network_collector_counts_stale_read_requests_and_bytes_out() {
 
 // client-go: T-REQUEST-078 TestNetworkCollectorOnResp
 #[tokio::test(start_paused = true)]
-#[ignore = "missing: client-go's networkCollector (metrics_collector.go); no layer records \
-            STALE_READ_BYTES_TOTAL, and ExecDetails has no unpacked-bytes-received counters \
-            (total and cross-zone)"]
 async fn network_collector_counts_stale_read_bytes_in() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -1926,18 +1995,27 @@ async fn network_collector_counts_stale_read_bytes_in() {
         )
     };
 
+    // Both cases record into one exec details, as in client-go.
+    let details = ExecDetailsSink::new();
+    let received = |d: &ExecDetailsSink| {
+        let t = d.snapshot().traffic;
+        (t.bytes_received_kv_total, t.bytes_received_kv_cross_zone)
+    };
+
     // A plain read answered "value" (7 bytes): not stale-read traffic.
-    let c = Collector::new(b"value").await;
+    let c = Collector::with_details(b"value", details.clone()).await;
     let (_, got) = c.send(get(b"key", 0)).await;
     assert_eq!(got, 7);
     assert_eq!(incoming(&observed(&snapshotter)), 0);
+    assert_eq!(received(&details), (7, 0));
 
     // A local stale read answered "stale-value" (13 bytes): local incoming traffic.
-    let c = Collector::new(b"stale-value").await;
+    let c = Collector::with_details(b"stale-value", details.clone()).await;
     let mut req = get(b"key", 0);
     req.set_replica_read(ReplicaReadType::Follower);
     req.enable_stale_read();
     let (_, got) = c.send(req).await;
     assert_eq!(got, 13);
     assert_eq!(incoming(&observed(&snapshotter)), 13);
+    assert_eq!(received(&details), (20, 0));
 }

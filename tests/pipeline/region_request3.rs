@@ -1975,6 +1975,8 @@ async fn stale_read_metric_cases() -> Vec<(bool, StaleReadCounters)> {
     }
     let local_zone = format!("zone{}", env.stores[0]);
     let stub = Stub::new(&env);
+    // The attempt-level traffic collector (client-go's networkCollector) is part of the
+    // default stack.
     let pipeline = env
         .builder()
         .transport(stub.clone())
@@ -2083,12 +2085,6 @@ async fn stale_read_hit_miss_metrics() {
 
 // client-go: T-REQUEST-048 TestStaleReadMetrics
 #[tokio::test(start_paused = true)]
-#[ignore = "reason: the stale-read traffic counters tikv_client_stale_read_req_total and \
-            tikv_client_stale_read_bytes_total (layers/src/metrics/names.rs) are declared but \
-            never recorded: nothing ports client-go's networkCollector.onReq/onResp \
-            (internal/locate/metrics_collector.go), which counts every attempt of a stale-read \
-            call as a local or cross-zone request (SL-11 access location) with its request and \
-            response sizes"]
 async fn stale_read_traffic_metrics() {
     for (hit, c) in stale_read_metric_cases().await {
         let case = format!("stale read hit={hit}: {c:?}");

@@ -35,11 +35,6 @@ async fn keys_are_isolated_per_keyspace_and_scans_stay_inside() {
 
 /// The same over several regions, one of them ending exactly at the keyspace boundary.
 #[tokio::test(start_paused = true)]
-#[ignore = "mock bugs under API V2: raw keys are compared with memcomparable-encoded \
-            region bounds without encoding them (src/mock/service.rs check_keys, \
-            src/mock/raw.rs region clamps), so any split answers KeyNotInRegion; and a \
-            range end equal to the keyspace end is refused as another keyspace's key \
-            (check_api_version), where TiKV checks only the key mode byte"]
 async fn keyspace_isolation_across_regions() {
     isolation(true).await;
 }
@@ -98,8 +93,8 @@ async fn isolation(split: bool) {
     assert_eq!(rev, vec![b("z"), b("k3"), b("k2"), b("k1"), b("a")]);
 
     // Delete-range clears only the caller's keyspace. `..` encodes its end as the keyspace
-    // end (the next keyspace's prefix, KS-13), which the mock refuses (see the ignored
-    // test), so the single-region run bounds it.
+    // end (the next keyspace's prefix, KS-13), which TiKV admits as a range end; the
+    // single-region run uses a bounded range for contrast.
     if split {
         one.delete_range(..).await.unwrap();
     } else {

@@ -18,6 +18,9 @@ use tikv_proto::{coprocessor, kvrpcpb, tikvpb};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
+/// Serializes the tests of this binary that measure latency or load the machine.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn transport(cfg: TikvClientConfig) -> Transport {
     Transport::new(TransportConfig::new(cfg).with_dial_timeout(Duration::from_secs(2)))
 }
@@ -103,6 +106,19 @@ async fn cancel_timeout_ret_err() {
     );
     let err = t.send_request(req).await.unwrap_err();
     assert!(err.is_timeout(), "{}", message(&err));
+    // An already canceled caller (its backoffer token, client-go's context) gets Canceled.
+    let req = request(
+        tikvpb::BatchCommandsEmptyRequest::default(),
+        &server.addr(),
+        Duration::from_secs(2),
+    );
+    req.backoffer.cancel_token().cancel();
+    let err = t.send_request(req).await.unwrap_err();
+    assert!(
+        matches!(err.detail(), ErrorDetail::Canceled),
+        "{}",
+        message(&err)
+    );
     // Canceling the caller (dropping its future) ends it at once; the transport keeps
     // serving others.
     let req = request(
@@ -817,8 +833,9 @@ async fn send_request_async_and_close_client_on_handle() {
     assert_eq!(transport_message(&err), Some("batch client closed"));
 }
 
-// client-go: T-RPC-044 TestSendRequestAsyncTimeout (the server-blocks half; the
-// channel-full half needs a failpoint)
+// The server-blocks subtests; the "before send" ones are in the transport's unit tests
+// (`send_request_async_timeout_before_send`).
+// client-go: T-RPC-044 TestSendRequestAsyncTimeout
 #[tokio::test]
 async fn send_request_async_timeout() {
     let server = MockServer::start().await;
@@ -874,6 +891,8 @@ async fn close_addr_fails_waiters() {
 // client-go: T-RPC-033 TestPrioritySentLimit
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn priority_sent_limit() {
+    // A latency comparison: keep the load tests of this binary off the CPU meanwhile.
+    let _serial = TIMING.lock().await;
     let server = MockServer::start().await;
     server.set_delay(Duration::from_millis(2));
     let t = transport(
@@ -1066,4 +1085,454 @@ async fn every_command_unary_against_the_mock_cluster() {
         }
     }
     assert!(answered >= 30, "only {answered} commands were answered");
+}
+
+// Caller cancellation (SL-4/TE-1): canceling a request's backoffer token while it waits
+// for its answer fails it at once with `Canceled`, on the batch and the unary path, and
+// leaves other requests alone.
+#[tokio::test]
+async fn caller_cancellation_fails_only_that_request() {
+    let server = MockServer::start().await;
+    server.set_delay(Duration::from_millis(300));
+    let addr = server.addr();
+    for batch in [128, 0] {
+        let t = transport(
+            TikvClientConfig::default()
+                .with_max_batch_size(batch)
+                .with_grpc_connection_count(1),
+        );
+        let canceled = request(
+            kvrpcpb::PrewriteRequest::default(),
+            &addr,
+            Duration::from_secs(5),
+        );
+        let token = canceled.backoffer.cancel_token();
+        let other = request(
+            kvrpcpb::PrewriteRequest::default(),
+            &addr,
+            Duration::from_secs(5),
+        );
+        let (t1, t2) = (t.clone(), t.clone());
+        let h1 = tokio::spawn(async move { t1.send_request(canceled).await });
+        let h2 = tokio::spawn(async move { t2.send_request(other).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let start = Instant::now();
+        token.cancel();
+        let err = h1.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err.detail(), ErrorDetail::Canceled),
+            "batch {batch}: {}",
+            message(&err)
+        );
+        assert!(
+            start.elapsed() < Duration::from_millis(200),
+            "batch {batch}"
+        );
+        assert!(ErrConn::of(&err).is_some());
+        h2.await.unwrap().unwrap();
+        // A request canceled before it is sent never reaches the server.
+        let before =
+            server.calls("kv_prewrite").len() + server.state.batch_requests.load(Ordering::SeqCst);
+        let req = request(
+            kvrpcpb::PrewriteRequest::default(),
+            &addr,
+            Duration::from_secs(5),
+        );
+        req.backoffer.cancel_token().cancel();
+        let err = t.send_request(req).await.unwrap_err();
+        assert!(matches!(err.detail(), ErrorDetail::Canceled));
+        let after =
+            server.calls("kv_prewrite").len() + server.state.batch_requests.load(Ordering::SeqCst);
+        assert_eq!(before, after, "batch {batch}");
+    }
+}
+
+/// Logs `before <name>` and `after <name>` (client-go's `MockInterceptor`).
+struct Logging {
+    name: &'static str,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl tikv_layers::interceptor::Interceptor for Logging {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn before(&self, _attempt: &mut RpcRequest) -> Result<(), Error> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("before {}", self.name));
+        Ok(())
+    }
+    fn after(
+        &self,
+        _attempt: &tikv_layers::interceptor::AttemptInfo,
+        _outcome: &mut Result<RpcResponse, Error>,
+    ) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("after {}", self.name));
+    }
+}
+
+// client-go: T-RPC-008 TestInterceptor
+#[tokio::test]
+async fn interceptor() {
+    use tower::Layer;
+    let server = MockServer::start().await;
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let layer = tikv_layers::interceptor::InterceptorLayer::default()
+        .link(Logging {
+            name: "INTERCEPTOR-1",
+            log: log.clone(),
+        })
+        .link(Logging {
+            name: "INTERCEPTOR-2",
+            log: log.clone(),
+        });
+    let mut svc = layer.layer(transport(TikvClientConfig::default()));
+    let req = request(
+        kvrpcpb::GetRequest::default(),
+        &server.addr(),
+        Duration::from_secs(2),
+    );
+    svc.ready().await.unwrap().call(req).await.unwrap();
+    // Both ran, in link order, each bracketing the call.
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            "before INTERCEPTOR-1",
+            "before INTERCEPTOR-2",
+            "after INTERCEPTOR-2",
+            "after INTERCEPTOR-1"
+        ]
+    );
+}
+
+// client-go: T-RPC-015 TestStreamFirstRecvErrorClosesLease
+#[tokio::test]
+async fn stream_first_recv_error_closes_lease() {
+    let server = MockServer::start().await;
+    *server.state.first_recv_error.lock().unwrap() =
+        Some(tonic::Status::internal("first recv failed"));
+    let t = transport(TikvClientConfig::default().with_max_batch_size(0));
+    let cases: Vec<(&str, tikv_layers::Command)> = vec![
+        (
+            "cop stream",
+            tikv_layers::Command::CopStream(coprocessor::Request::default()),
+        ),
+        (
+            "batch cop stream",
+            tikv_layers::Command::BatchCop(coprocessor::BatchRequest::default()),
+        ),
+        (
+            "mpp stream",
+            tikv_layers::Command::MppConn(tikv_proto::mpp::EstablishMppConnectionRequest::default()),
+        ),
+    ];
+    for (i, (name, cmd)) in cases.into_iter().enumerate() {
+        let req = request(cmd, &server.addr(), Duration::from_secs(60));
+        let err = t.send_request(req).await.unwrap_err();
+        assert!(
+            message(&err).contains("first recv failed"),
+            "{name}: {}",
+            message(&err)
+        );
+        // The call's stream was released, not leased for a minute.
+        let start = Instant::now();
+        while server.state.streams_released.load(Ordering::SeqCst) < i + 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{name}: stream kept"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+// client-go: T-RPC-043 TestSendRequestAsyncUpdateTiKVRUV2
+#[tokio::test]
+async fn send_request_async_update_tikv_ruv2() {
+    use tikv_layers::ru::{RuDetails, RuV2Weights};
+    use tikvpb::batch_commands_response::response::Cmd;
+    let server = MockServer::start().await;
+    server.set_hook(Some(Arc::new(|req| {
+        assert_eq!(req.request_ids.len(), 1);
+        let prewrite = kvrpcpb::PrewriteResponse {
+            exec_details_v2: Some(kvrpcpb::ExecDetailsV2 {
+                ru_v2: Some(kvrpcpb::Ruv2 {
+                    kv_engine_cache_miss: 1,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        HookReply::Reply(BatchCommandsResponse {
+            request_ids: req.request_ids.clone(),
+            responses: vec![tikvpb::batch_commands_response::Response {
+                cmd: Some(Cmd::Prewrite(prewrite)),
+            }],
+            ..Default::default()
+        })
+    })));
+    let weights = RuV2Weights::default();
+    let t = transport(TikvClientConfig::default().with_ru_v2(weights));
+    let call = |req: RpcRequest| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        t.send_request_async(req, move |r| {
+            let _ = tx.send(r);
+        });
+        rx
+    };
+    let write_rpcs = |resp: &RpcResponse| {
+        resp.resp
+            .exec_details_v2()
+            .and_then(|d| d.ru_v2)
+            .map_or(0, |r| r.write_rpc_count)
+    };
+
+    let ru = Arc::new(RuDetails::new());
+    let mut req = request(
+        kvrpcpb::PrewriteRequest::default(),
+        &server.addr(),
+        Duration::from_secs(5),
+    );
+    req.extensions.insert(ru.clone());
+    let resp = call(req).await.unwrap().unwrap();
+    assert_eq!(resp.cmd_type(), CmdType::Prewrite);
+    assert_eq!(write_rpcs(&resp), 1);
+    let expected = (weights.resource_manager_write_cnt_tikv + weights.tikv_kv_engine_cache_miss)
+        * weights.ru_scale;
+    assert!(
+        (ru.tikv_ru_v2() - expected).abs() < 1e-9,
+        "{}",
+        ru.tikv_ru_v2()
+    );
+    let drained = ru.drain_ru_v2().unwrap();
+    assert_eq!(drained.write_rpc_count, 1);
+    assert_eq!(drained.kv_engine_cache_miss, 1);
+    assert!(ru.drain_ru_v2().is_none());
+
+    // An internal "others" request bypasses RU accounting.
+    let bypass = Arc::new(RuDetails::new());
+    let mut req = request(
+        kvrpcpb::PrewriteRequest::default(),
+        &server.addr(),
+        Duration::from_secs(5),
+    );
+    req.context.request_source = "xxx_internal_others".into();
+    req.extensions.insert(bypass.clone());
+    let resp = call(req).await.unwrap().unwrap();
+    assert_eq!(resp.cmd_type(), CmdType::Prewrite);
+    assert_eq!(write_rpcs(&resp), 0);
+    assert_eq!(bypass.tikv_ru_v2(), 0.0);
+    assert!(bypass.drain_ru_v2().is_none());
+}
+
+/// Panics in `on_health_feedback` while armed: a fault inside the receive loop.
+#[derive(Default)]
+struct PanickingListener(std::sync::atomic::AtomicBool);
+
+impl EventListener for PanickingListener {
+    fn on_health_feedback(&self, _feedback: &kvrpcpb::HealthFeedback) {
+        if self.0.load(Ordering::SeqCst) {
+            panic!("injected panic in the batch receive loop");
+        }
+    }
+}
+
+// client-go injects the panic with a failpoint in `failPendingRequests`; here a panicking
+// event listener, user code run by the receive loop, is the fault.
+// client-go: T-RPC-054 TestPanicInRecvLoop
+#[tokio::test]
+async fn panic_in_recv_loop() {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    let t = Transport::new(
+        TransportConfig::new(TikvClientConfig::default().with_grpc_connection_count(1))
+            .with_dial_timeout(Duration::from_millis(333)),
+    );
+    let l = Arc::new(PanickingListener::default());
+    l.0.store(true, Ordering::SeqCst);
+    t.set_event_listener(l.clone());
+    let req = request(
+        tikvpb::BatchCommandsEmptyRequest::default(),
+        &addr,
+        Duration::from_millis(500),
+    );
+    let err = t.send_request(req).await.unwrap_err();
+    assert_eq!(
+        transport_message(&err),
+        Some(tikv::transport::RECV_LOOP_PANICKED),
+        "{}",
+        message(&err)
+    );
+    l.0.store(false, Ordering::SeqCst);
+    let req = || {
+        request(
+            tikvpb::BatchCommandsEmptyRequest::default(),
+            &addr,
+            Duration::from_secs(4),
+        )
+    };
+    let start = Instant::now();
+    loop {
+        match t.send_request(req()).await {
+            Ok(_) => break,
+            Err(e) => {
+                // The stream may still be re-opening right after the fault.
+                assert!(start.elapsed() < Duration::from_secs(4), "{}", message(&e));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+// client-go: T-RPC-055 TestRecvErrorInMultipleRecvLoops
+#[tokio::test]
+async fn recv_error_in_multiple_recv_loops() {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    let t = transport(
+        TikvClientConfig::default()
+            .with_max_batch_size(128)
+            .with_grpc_connection_count(1),
+    );
+    let hosts = ["", "127.0.0.1:6666", "127.0.0.1:7777", "127.0.0.1:8888"];
+    let prewrite = |host: &str| {
+        let mut req = request(
+            kvrpcpb::PrewriteRequest::default(),
+            &addr,
+            Duration::from_secs(10),
+        );
+        if !host.is_empty() {
+            req.target.forwarded_host = Some(host.to_owned());
+        }
+        req
+    };
+    // One stream per host.
+    for host in hosts {
+        t.send_request(prewrite(host)).await.unwrap();
+    }
+    assert_eq!(server.calls("batch_commands").len(), 4);
+    let pool = t.pool(&addr).unwrap();
+    assert_eq!(pool.epochs().len(), 1);
+    let epoch = pool.epochs()[0];
+
+    // Each stream fails right after answering one request.
+    for host in hosts {
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let state = server.state.clone();
+        server.set_hook(Some(Arc::new(move |req| {
+            let resp = state.default_reply(req);
+            if armed.swap(false, Ordering::SeqCst) {
+                HookReply::ReplyThenFail(resp, tonic::Status::unavailable("injected recv error"))
+            } else {
+                HookReply::Reply(resp)
+            }
+        })));
+        t.send_request(prewrite(host)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.set_hook(None);
+    }
+    // Wait for the reconnection.
+    let start = Instant::now();
+    while pool.epochs()[0] == epoch || !pool.has_ready_client() {
+        assert!(start.elapsed() < Duration::from_secs(5), "no reconnection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for host in hosts {
+        let start = Instant::now();
+        while let Err(e) = t.send_request(prewrite(host)).await {
+            assert!(start.elapsed() < Duration::from_secs(5), "{}", message(&e));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // One reconnection, and every stream was re-opened.
+    assert_eq!(pool.epochs(), vec![epoch + 1]);
+    let calls = server.calls("batch_commands");
+    assert_eq!(calls.len(), 8, "{calls:?}");
+    for host in hosts {
+        let want: Vec<String> = if host.is_empty() {
+            vec![]
+        } else {
+            vec![host.to_owned()]
+        };
+        assert_eq!(
+            calls.iter().filter(|(f, _)| *f == want).count(),
+            2,
+            "{host}"
+        );
+    }
+}
+
+// client-go: T-RPC-035 TestRandomRestartStoreAndForwarding
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_restart_store_and_forwarding() {
+    // A load test: keep it apart from the latency comparison.
+    let _serial = TIMING.lock().await;
+    let store1 = Arc::new(MockServer::start().await);
+    let store2 = Arc::new(MockServer::start().await);
+    let (addr1, addr2) = (store1.addr(), store2.addr());
+    let t = transport(TikvClientConfig::default());
+    let pool = t.pool(&addr1).unwrap();
+    let concurrency = 50;
+    let done = Arc::new(AtomicUsize::new(0));
+    // Stop and restart store1 (mostly) or store2 at random until the senders finish.
+    let restarter = {
+        let (s1, s2, done) = (store1.clone(), store2.clone(), done.clone());
+        tokio::spawn(async move {
+            while done.load(Ordering::SeqCst) < concurrency {
+                let store = if rand::random_range(0..10) < 9 {
+                    &s1
+                } else {
+                    &s2
+                };
+                tokio::time::sleep(Duration::from_millis(rand::random_range(0..200))).await;
+                store.stop();
+                assert!(!store.is_running());
+                tokio::time::sleep(Duration::from_millis(rand::random_range(0..200))).await;
+                store.restart().await;
+            }
+        })
+    };
+    let mut senders = Vec::new();
+    for _ in 0..concurrency {
+        let (t, addr1, addr2, done) = (t.clone(), addr1.clone(), addr2.clone(), done.clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..60 {
+                let mut req = request(
+                    coprocessor::Request::default(),
+                    &addr1,
+                    Duration::from_millis(50),
+                );
+                if i % 2 != 0 {
+                    req.target.forwarded_host = Some(addr2.clone());
+                }
+                if let Err(e) = t.send_request(req).await {
+                    // Only connection-type failures: timeouts, broken or refused
+                    // connections and streams, no available connection.
+                    let ok = matches!(
+                        e.kind(),
+                        tikv_layers::ErrorKind::Timeout | tikv_layers::ErrorKind::Transport
+                    ) || e
+                        .grpc_status()
+                        .is_some_and(|s| s.code() == tonic::Code::Unavailable);
+                    assert!(ok, "unexpected error: {}", message(&e));
+                }
+            }
+            done.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    restarter.await.unwrap();
+    // The concurrency accounting of every batch client is intact.
+    for (in_flight, available) in pool.client_load() {
+        assert!(in_flight >= 0, "in flight {in_flight}");
+        assert!(available > 0, "in flight {in_flight}");
+    }
 }

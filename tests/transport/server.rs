@@ -34,6 +34,9 @@ pub enum HookReply {
     Ignore,
     /// End the stream with this status.
     Fail(Status),
+    /// Send this response, then end the stream with this status (client-go's
+    /// `gotErrorInRecvLoop` failpoint: the receive after an answered request fails).
+    ReplyThenFail(BatchCommandsResponse, Status),
 }
 
 pub type BatchHook = Arc<dyn Fn(&BatchCommandsRequest) -> HookReply + Send + Sync>;
@@ -49,6 +52,11 @@ pub struct State {
     pub batch_messages: AtomicUsize,
     pub batch_requests: AtomicUsize,
     pub streams_opened: AtomicUsize,
+    /// When set, the server-streaming calls (`CoprocessorStream`, `BatchCoprocessor`,
+    /// `EstablishMPPConnection`) answer with a stream whose first item is this error.
+    pub first_recv_error: Mutex<Option<Status>>,
+    /// Server-streaming responses dropped so far (the call's stream was released).
+    pub streams_released: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -155,6 +163,9 @@ impl Tikv for Svc {
         r: Request<coprocessor::Request>,
     ) -> Result<Response<Self::CoprocessorStreamStream>, Status> {
         record(&self.0, "coprocessor_stream", &r);
+        if let Some(s) = self.0.first_recv_error.lock().unwrap().clone() {
+            return Ok(Response::new(failing_stream(s, &self.0)));
+        }
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(Ok(coprocessor::Response::default())).await;
         Ok(Response::new(Box::pin(Rx(rx))))
@@ -164,6 +175,9 @@ impl Tikv for Svc {
         &self,
         _r: Request<coprocessor::BatchRequest>,
     ) -> Result<Response<Self::BatchCoprocessorStream>, Status> {
+        if let Some(s) = self.0.first_recv_error.lock().unwrap().clone() {
+            return Ok(Response::new(failing_stream(s, &self.0)));
+        }
         Err(Status::unimplemented("batch_coprocessor"))
     }
     type EstablishMPPConnectionStream = BoxStream<mpp::MppDataPacket>;
@@ -171,6 +185,9 @@ impl Tikv for Svc {
         &self,
         _r: Request<mpp::EstablishMppConnectionRequest>,
     ) -> Result<Response<Self::EstablishMPPConnectionStream>, Status> {
+        if let Some(s) = self.0.first_recv_error.lock().unwrap().clone() {
+            return Ok(Response::new(failing_stream(s, &self.0)));
+        }
         Err(Status::unimplemented("establish_mpp_connection"))
     }
     type BatchCommandsStream = BoxStream<BatchCommandsResponse>;
@@ -206,6 +223,11 @@ impl Tikv for Svc {
                     }
                     HookReply::Ignore => {}
                     HookReply::Fail(s) => {
+                        let _ = tx.send(Err(s)).await;
+                        return;
+                    }
+                    HookReply::ReplyThenFail(resp, s) => {
+                        let _ = tx.send(Ok(resp)).await;
                         let _ = tx.send(Err(s)).await;
                         return;
                     }
@@ -261,6 +283,35 @@ impl Tikv for Svc {
 }
 
 struct Rx<T>(mpsc::Receiver<Result<T, Status>>);
+
+/// A response stream whose first item is `status`; counts its own drop in
+/// `streams_released`.
+struct Failing<T> {
+    first: Option<Status>,
+    released: Arc<AtomicUsize>,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Stream for Failing<T> {
+    type Item = Result<T, Status>;
+    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.first.take().map(Err))
+    }
+}
+
+impl<T> Drop for Failing<T> {
+    fn drop(&mut self) {
+        self.released.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn failing_stream<T: Send + 'static>(status: Status, state: &State) -> BoxStream<T> {
+    Box::pin(Failing {
+        first: Some(status),
+        released: state.streams_released.clone(),
+        _t: std::marker::PhantomData,
+    })
+}
 
 impl<T> Stream for Rx<T> {
     type Item = Result<T, Status>;

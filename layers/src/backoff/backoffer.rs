@@ -123,7 +123,8 @@ impl Backoffer {
             excluded_sleep_ms: 0,
             vars: Variables::default(),
             noop: false,
-            errors: VecDeque::with_capacity(MAX_RECORD_BACKOFF_ERR_COUNT),
+            // Grown on the first recorded error: most requests never back off.
+            errors: VecDeque::new(),
             errors_num: 0,
             configs: Vec::new(),
             kinds: Vec::new(),

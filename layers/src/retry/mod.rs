@@ -18,13 +18,23 @@
 //! layer). The response's [`AttemptDetails`](crate::AttemptDetails) report attempts, RPC
 //! time and backoff time.
 //!
+//! Before the first attempt the loop validates a read's timestamp when a
+//! [`ReadTsValidator`] is set (SL-2 step 3), and records the caller's read intent
+//! ([`ReadInvariants`](crate::network::ReadInvariants)) in the request's extensions for
+//! the attempt-level `network` layer. When an
+//! [`ExecDetailsSink`](crate::exec_details::ExecDetailsSink) rides in the request, it adds
+//! the call's RPC counts and times, backoffs, error labels (capped like client-go's
+//! `RequestErrorStats`) and the replicas tried (`ReplicaAccessStats`).
+//!
 //! [`SharedBackoffer`]: crate::backoff::SharedBackoffer
 
 mod layer;
 mod policy;
+mod read_ts;
 mod service;
 
 pub use layer::RetryLayer;
+pub use read_ts::{ReadTsValidator, read_ts_to_validate};
 pub use service::{ResponseFuture, Retry};
 
 #[cfg(test)]

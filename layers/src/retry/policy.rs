@@ -131,6 +131,12 @@ impl Sender<'_> {
                 conn.close_for_error(err);
             }
         }
+        // TE-5: resource control refused or could not admit the request. It never reached
+        // the store, so the store is not suspected (no cache feedback) and nothing is
+        // retried; the caller sees the error itself.
+        if err.is_resource_group_error() {
+            return Err(Error::new(err.detail().clone()));
+        }
         // TE-6: cache feedback.
         with_selector(self.slot, async |s: &mut ReplicaSelector| {
             s.on_send_failure().await;

@@ -9,8 +9,10 @@ use tower_service::Service;
 
 use super::layer::RetryLayer;
 use super::policy::{self, RegionErrorDecision, Sender};
-use crate::exec_details::{BackoffStats, ExecDetails, ExecDetailsSink};
+use super::read_ts::read_ts_to_validate;
+use crate::exec_details::{AccessReadType, BackoffStats, ExecDetails, ExecDetailsSink};
 use crate::metrics::names;
+use crate::network::ReadInvariants;
 use crate::replica::{SelectorSlot, SlotOutcome};
 use crate::request::{RpcRequest, RpcResponse};
 use crate::{Error, ErrorDetail, Result};
@@ -82,11 +84,29 @@ where
 
 /// The SL-3 loop. `first` is the service polled ready by the caller; later attempts use
 /// clones of it driven with `oneshot`.
-async fn send_loop<S>(first: S, layer: RetryLayer, base: RpcRequest) -> Result<RpcResponse>
+async fn send_loop<S>(first: S, layer: RetryLayer, mut base: RpcRequest) -> Result<RpcResponse>
 where
     S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
+    let stale_read = base.options.stale_read || base.context.stale_read;
+    // SL-2 step 3: a read at a ts the oracle cannot vouch for is never sent.
+    if let Some(validator) = &layer.read_ts
+        && let Some(ts) = read_ts_to_validate(&base)
+        && let Err(e) = validator.validate_read_ts(ts, stale_read).await
+    {
+        tracing::error!(
+            cmd = %base.cmd_type(),
+            read_ts = ts,
+            stale_read,
+            error = %e,
+            "validate read ts failed for request"
+        );
+        return Err(e);
+    }
+    // The caller's read intent, for attempt-level layers (client-go's `reqInvariants`):
+    // the selector may turn later attempts into leader reads.
+    base.extensions.insert(ReadInvariants::of(&base));
     let Some(sink) = base.extensions.get::<ExecDetailsSink>().cloned() else {
         return run(first, layer, base, None).await;
     };
@@ -190,9 +210,7 @@ where
         if outcome.is_none()
             && let Some(d) = details.as_deref_mut()
         {
-            let e = d.rpc.entry(cmd).or_default();
-            e.count += 1;
-            e.consume += took;
+            d.record_rpc(cmd, took);
             d.wait_kv_resp += took;
             let label = match &result {
                 Ok(r) => r
@@ -200,8 +218,12 @@ where
                     .map(|e| crate::classify::RegionErrorKind::of(e).label()),
                 Err(e) => Some(e.kind().label()),
             };
+            // `RecordRPCErrorStats` and `recordRPCAccessInfo`, for attempts that met an
+            // error.
             if let Some(l) = label {
-                *d.errors.entry(l.to_owned()).or_default() += 1;
+                d.record_error(l);
+                let (peer, store, read_type) = attempt_target(&slot, &base);
+                d.access.record(read_type, peer, store, l);
             }
         }
 
@@ -246,4 +268,29 @@ where
             }
         }
     }
+}
+
+/// The peer, store and read kind of the attempt that just came back: the selector's
+/// target when there is one, else the request's own target and flags.
+fn attempt_target(slot: &SelectorSlot, base: &RpcRequest) -> (u64, u64, AccessReadType) {
+    if let Some(sel) = slot.take() {
+        let store = sel.target_store().unwrap_or(0);
+        let peer = sel
+            .replicas()
+            .iter()
+            .find(|r| r.peer.store_id == store)
+            .map_or(0, |r| r.peer.id);
+        let flags = sel.read_flags();
+        slot.put(sel);
+        return (
+            peer,
+            store,
+            AccessReadType::of(flags.stale_read, flags.replica_read),
+        );
+    }
+    (
+        base.target.peer.as_ref().map_or(0, |p| p.id),
+        base.target.store_id,
+        AccessReadType::of(base.context.stale_read, base.context.replica_read),
+    )
 }

@@ -22,6 +22,8 @@ enum Step {
     Ok,
     Region(Box<errorpb::Error>),
     Timeout,
+    /// The attempt fails with this error.
+    Fail(ErrorDetail),
 }
 
 /// One attempt as the leaf saw it: `s<store>/<L|R|S>`, with `→` when forwarded.
@@ -117,6 +119,7 @@ async fn run_with(
                     Step::Timeout => Err(Error::new(ErrorDetail::AttemptTimeout {
                         addr: req.target.addr.clone(),
                     })),
+                    Step::Fail(d) => Err(Error::new(d)),
                 }
             }
         })
@@ -744,4 +747,254 @@ async fn exec_details_are_recorded_when_asked() {
         d.backoff_duration().as_millis() as u64,
         r.bo.total_sleep_ms()
     );
+}
+
+// ===== TE-5, SL-2 step 3, read invariants, capped error stats and access history =====
+
+#[tokio::test(start_paused = true)]
+async fn resource_group_errors_fail_at_once_without_store_feedback() {
+    for detail in [
+        ErrorDetail::ResourceGroupThrottled("wait 3s".into()),
+        ErrorDetail::ResourceGroupConfigUnavailable("no config".into()),
+        ErrorDetail::GetResourceGroup {
+            name: "rg1".into(),
+            cause: "pd down".into(),
+        },
+    ] {
+        let fake = Fake::new(3);
+        // A probe would find the store unreachable: TE-6 must not even ask.
+        fake.lock().probe_unreachable = true;
+        let r = run(
+            &fake,
+            ReplicaReadType::Leader,
+            false,
+            vec![Step::Fail(detail.clone())],
+        )
+        .await;
+        assert_eq!(r.path, strs(&["s1/L"]), "{detail:?}");
+        let err = r.result.expect_err("fails");
+        assert!(err.is_resource_group_error(), "{err:?}");
+        assert_eq!(err.to_string(), Error::new(detail).to_string());
+        assert_eq!(r.bo.with(|b| b.total_backoff_times()), 0);
+        let s = fake.lock();
+        assert_eq!(s.epochs.get(&1).copied().unwrap_or(0), 0);
+        assert!(s.need_check.is_empty());
+        assert!(s.slow.is_empty());
+        drop(s);
+        assert!(fake.is_valid());
+    }
+}
+
+/// A validator that rejects every ts above `max` and remembers what it was asked.
+struct MaxTs {
+    max: u64,
+    seen: Mutex<Vec<(u64, bool)>>,
+}
+
+impl super::ReadTsValidator for MaxTs {
+    fn validate_read_ts(
+        &self,
+        read_ts: u64,
+        is_stale_read: bool,
+    ) -> futures_core::future::BoxFuture<'static, Result<()>> {
+        self.seen.lock().unwrap().push((read_ts, is_stale_read));
+        let r = if read_ts > self.max {
+            Err(Error::new(ErrorDetail::InvalidArgument(format!(
+                "read ts {read_ts} is in the future"
+            ))))
+        } else {
+            Ok(())
+        };
+        Box::pin(std::future::ready(r))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn read_ts_is_validated_before_the_first_attempt() {
+    let fake = Fake::new(3);
+    let validator = Arc::new(MaxTs {
+        max: 100,
+        seen: Mutex::new(Vec::new()),
+    });
+    let sent: Path = Arc::default();
+    let leaf = {
+        let sent = sent.clone();
+        tower::service_fn(move |req: RpcRequest| {
+            sent.lock().unwrap().push(format!("{}", req.cmd_type()));
+            async { Ok::<_, Error>(RpcResponse::new(kvrpcpb::GetResponse::default())) }
+        })
+    };
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(fake.services()).read_ts_validator(validator.clone()))
+        .layer(ReplicaLayer::new(fake.services()).deterministic(true))
+        .service(leaf);
+    let get = |version: u64, stale: bool| {
+        let mut req = RpcRequest::new(kvrpcpb::GetRequest {
+            key: b"k".to_vec(),
+            version,
+            ..Default::default()
+        });
+        if stale {
+            req.enable_stale_read();
+        }
+        req.target.region = Some(fake.snapshot());
+        req
+    };
+
+    // Accepted: sent.
+    stack.clone().oneshot(get(100, false)).await.expect("ok");
+    // Rejected: the validator's error, no RPC.
+    let err = stack
+        .clone()
+        .oneshot(get(101, true))
+        .await
+        .expect_err("rejected");
+    assert!(matches!(err.detail(), ErrorDetail::InvalidArgument(_)));
+    assert_eq!(*sent.lock().unwrap(), strs(&["Get"]));
+    assert_eq!(
+        *validator.seen.lock().unwrap(),
+        vec![(100, false), (101, true)]
+    );
+
+    // Writes and raw commands are not validated.
+    let mut req = RpcRequest::new(kvrpcpb::RawPutRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    });
+    req.target.region = Some(fake.snapshot());
+    let _ = stack.clone().oneshot(req).await;
+    assert_eq!(validator.seen.lock().unwrap().len(), 2);
+
+    // Neither are requests to TiDB.
+    let mut req = get(u64::MAX, false);
+    req.options.endpoint = crate::request::EndpointType::TiDB;
+    let _ = stack.clone().oneshot(req).await;
+    assert_eq!(validator.seen.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn read_ts_commands() {
+    use super::read_ts_to_validate;
+    let scan_lock = RpcRequest::new(kvrpcpb::ScanLockRequest {
+        max_version: 9,
+        ..Default::default()
+    });
+    assert_eq!(read_ts_to_validate(&scan_lock), Some(9));
+    let cop = RpcRequest::new(tikv_proto::coprocessor::Request {
+        start_ts: 8,
+        ..Default::default()
+    });
+    assert_eq!(read_ts_to_validate(&cop), Some(8));
+    let prewrite = RpcRequest::new(kvrpcpb::PrewriteRequest {
+        start_version: 7,
+        ..Default::default()
+    });
+    assert_eq!(read_ts_to_validate(&prewrite), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_carries_the_callers_read_intent() {
+    use crate::network::ReadInvariants;
+    let fake = Fake::new(3);
+    let seen: Arc<Mutex<Vec<(bool, Option<ReadInvariants>)>>> = Arc::default();
+    let leaf = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: RpcRequest| {
+            let first = seen.lock().unwrap().is_empty();
+            seen.lock().unwrap().push((
+                req.context.stale_read,
+                req.extensions.get::<ReadInvariants>().copied(),
+            ));
+            async move {
+                if first {
+                    let e = errorpb::Error {
+                        data_is_not_ready: Some(Default::default()),
+                        ..Default::default()
+                    };
+                    Ok::<_, Error>(RpcResponse::new(kvrpcpb::GetResponse {
+                        region_error: Some(e),
+                        ..Default::default()
+                    }))
+                } else {
+                    Ok(RpcResponse::new(kvrpcpb::GetResponse::default()))
+                }
+            }
+        })
+    };
+    let stack = ServiceBuilder::new()
+        .layer(RetryLayer::new(fake.services()))
+        .layer(ReplicaLayer::new(fake.services()).deterministic(true))
+        .service(leaf);
+    let mut req = RpcRequest::new(kvrpcpb::GetRequest::default());
+    req.enable_stale_read();
+    req.target.region = Some(fake.snapshot());
+    stack.oneshot(req).await.expect("ok");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // The retry after DataIsNotReady is a leader read, but the call is a stale read.
+    assert!(seen[0].0 && !seen[1].0, "{seen:?}");
+    for (_, inv) in seen {
+        assert_eq!(
+            inv,
+            Some(ReadInvariants {
+                stale_read: true,
+                replica_read: ReplicaReadType::Mixed,
+            })
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn exec_details_record_the_replicas_tried() {
+    use crate::exec_details::AccessReadType;
+    let fake = Fake::new(3);
+    let sink = crate::exec_details::ExecDetailsSink::new();
+    let s2 = sink.clone();
+    let r = run_with(
+        &fake,
+        ReplicaReadType::Leader,
+        true,
+        vec![region_err(|e| {
+            e.data_is_not_ready = Some(Default::default())
+        })],
+        move |req| {
+            req.extensions.insert(s2);
+        },
+    )
+    .await;
+    assert!(r.ok(), "{:?}", r.path);
+    let d = sink.snapshot();
+    assert_eq!(d.errors["data_is_not_ready"], 1);
+    assert_eq!(d.access.infos.len(), 1);
+    let info = &d.access.infos[0];
+    assert_eq!(info.read_type, AccessReadType::StaleRead);
+    assert_eq!(info.err, "data_is_not_ready");
+    // The first stale read went to the store the path names first.
+    let first_store: u64 = r.path[0][1..2].parse().unwrap();
+    assert_eq!(info.store, first_store);
+    assert_eq!(info.peer, 100 + first_store);
+
+    // Many distinct errors: 16 labels kept, the rest counted as other_error.
+    let fake = Fake::new(3);
+    let sink = crate::exec_details::ExecDetailsSink::new();
+    let mut d = crate::exec_details::ExecDetails::default();
+    for i in 0..20 {
+        d.record_error(&format!("e{i}"));
+    }
+    sink.record(&d);
+    let s2 = sink.clone();
+    let r = run_with(
+        &fake,
+        ReplicaReadType::Leader,
+        false,
+        vec![busy(0)],
+        move |req| {
+            req.extensions.insert(s2);
+        },
+    )
+    .await;
+    assert!(r.ok());
+    let d = sink.snapshot();
+    assert_eq!(d.other_errors(), 5);
+    assert!(!d.errors.contains_key("server_is_busy"));
 }

@@ -18,7 +18,9 @@ use tikv_proto::kvrpcpb;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::keys::{KeyPlan, Part, RangePlan, empty_response, fold_range, merge_keys};
+use super::keys::{
+    KeyPlan, Part, RangePlan, RouteKey, empty_response, fold_range, merge_keys, route_key,
+};
 use super::policy::{BatchLimit, ShardPolicy};
 use crate::backoff::{SharedBackoffer, may_backoff_for_region_error};
 use crate::classify::RegionErrorKind;
@@ -156,6 +158,73 @@ fn foreign_region(region: &RegionSnapshot, key: &[u8]) -> Error {
         key
     ))
     .into()
+}
+
+// ===== point commands =====
+
+/// The point loop: locate the command's key (the caller's region when it holds the key),
+/// send, and on a region error other than `UndeterminedResult` back off (SL-14) and go
+/// again against the refreshed cache, as client-go's single-key loops do (rawkv
+/// `sendReq`, the snapshot's `get`).
+///
+/// Unlike the key fan-out it needs no plan, grouping, backoffer forks or merge: the
+/// caller's backoffer is used directly, and the only per-send cost is the request copy
+/// kept for a resend. Details of every send add up in the answer.
+pub(super) async fn point<S>(
+    svc: S,
+    locator: Arc<dyn RegionLocator>,
+    mut req: RpcRequest,
+) -> Result<RpcResponse>
+where
+    S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let cmd_type = req.cmd.cmd_type();
+    // The details of every send so far; `None` until the first answer, which is then
+    // taken as it is (no copy of its address).
+    let mut totals: Option<AttemptDetails> = None;
+    let mut slept_total = Duration::ZERO;
+    loop {
+        let key = match route_key(&req.cmd) {
+            RouteKey::Key(k) | RouteKey::EndKey(k) => k,
+            RouteKey::None => &[],
+        };
+        let hinted = matches!(&req.target.region, Some(r) if r.contains(key));
+        if !hinted {
+            let region = locator.locate_key(key).await?;
+            if !region.contains(key) {
+                return Err(foreign_region(&region, key));
+            }
+            req.target = Target {
+                region: Some(region),
+                ..Target::default()
+            };
+        }
+        let mut resp = svc.clone().oneshot(req.clone()).await?;
+        resp.expect(cmd_type)?;
+        if let Some(mut t) = totals.take() {
+            add_details(&mut t, &resp.details);
+            resp.details = t;
+        }
+        let Some(region_err) = resp.region_error() else {
+            resp.details.backoff_time = resp.details.backoff_time.saturating_add(slept_total);
+            return Ok(resp);
+        };
+        if is_undetermined(region_err) {
+            return Ok(resp);
+        }
+        let region_err = region_err.clone();
+        tracing::debug!(
+            cmd = %cmd_type,
+            region = req.target.region.as_ref().map_or(0, |r| r.ver.id),
+            error = RegionErrorKind::of(&region_err).label(),
+            "point request met a region error; locating its key again"
+        );
+        totals = Some(resp.details);
+        slept_total = slept_total.saturating_add(backoff_for(&region_err, &req.backoffer).await?);
+        // Locate again: the send loop already invalidated what the error disproved.
+        req.target = Target::default();
+    }
 }
 
 // ===== keys =====

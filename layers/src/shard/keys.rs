@@ -109,7 +109,10 @@ pub(crate) enum Shape {
     /// pinned to a region without a key (whole-region `ResolveLock`, `MvccGetByStartTs`),
     /// and coprocessor / MPP requests whose task building belongs to their own client.
     PassThrough,
-    /// Carries keys (one for point commands): grouped by region, batched, merged.
+    /// Carries exactly one key: located, sent, and resent after region errors, with no
+    /// grouping or merging (client-go's point loops, e.g. rawkv's `sendReq`).
+    Point,
+    /// Carries a key list: grouped by region, batched, merged.
     Keys,
     /// Carries a key range: paged region by region.
     Range,
@@ -128,8 +131,10 @@ pub(crate) fn shape(cmd: &Command) -> Shape {
         | C::RawDelete(_)
         | C::RawCompareAndSwap(_)
         | C::RawGetKeyTTL(_)
-        | C::MvccGetByKey(_)
-        | C::BatchGet(_)
+        | C::MvccGetByKey(_) => Shape::Point,
+        // A single-key split stays on the key path: a split key equal to a region start
+        // is dropped there (nothing to split).
+        C::BatchGet(_)
         | C::BufferBatchGet(_)
         | C::Prewrite(_)
         | C::Flush(_)

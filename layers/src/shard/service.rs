@@ -93,6 +93,9 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         match shape(&req.cmd) {
             Shape::PassThrough => ResponseFuture::direct(inner.oneshot(req)),
+            Shape::Point => {
+                ResponseFuture::sharded(Box::pin(future::point(inner, self.locator.clone(), req)))
+            }
             Shape::Keys => ResponseFuture::sharded(Box::pin(future::fan_out(
                 inner,
                 self.locator.clone(),

@@ -483,23 +483,49 @@ async fn other_region_errors_back_off_region_miss_then_relocate() {
     assert_eq!(locator.locates.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test(start_paused = true)]
-async fn region_miss_budget_exhaustion_is_the_error() {
+/// Runs `req` against a locator with one region whose store answers `NotLeader` forever;
+/// returns the error and how many sub-requests were sent.
+async fn region_miss_until_exhausted(req: RpcRequest) -> (Error, usize) {
     let locator = FakeLocator::with_splits(&[]);
     let (svc, mut handle) = mock_pair();
-    let bo = SharedBackoffer::new(Backoffer::new(10));
-    let get = kvrpcpb::RawGetRequest {
-        key: b"k".to_vec(),
-        ..Default::default()
-    };
-    let call =
-        tokio::spawn(shard(svc, &locator).oneshot(RpcRequest::new(get).backoffer(bo.clone())));
+    let call = tokio::spawn(shard(svc, &locator).oneshot(req));
     let mut sent = 0;
     while let Some((req, send)) = next_request(&mut handle).await {
         sent += 1;
         send.send_response(with_region_error(&req.cmd, not_leader()));
     }
-    let err = call.await.unwrap().unwrap_err();
+    (call.await.unwrap().unwrap_err(), sent)
+}
+
+#[tokio::test(start_paused = true)]
+async fn region_miss_budget_exhaustion_is_the_error_for_point_commands() {
+    // A point command keeps one backoffer across its resends, as client-go's rawkv
+    // `sendReq` does, so regionMiss sleeps grow: 2 + 4 + 8 ms passes the 10 ms budget and
+    // the fourth answer fails.
+    let bo = SharedBackoffer::new(Backoffer::new(10));
+    let get = kvrpcpb::RawGetRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    };
+    let (err, sent) = region_miss_until_exhausted(RpcRequest::new(get).backoffer(bo.clone())).await;
+    assert_eq!(err.kind(), ErrorKind::Region, "{err:?}");
+    assert!(
+        matches!(err.detail(), ErrorDetail::RegionUnavailable),
+        "{err:?}"
+    );
+    assert_eq!(sent, 4);
+    assert_eq!(bo.times_of(BackoffKind::RegionMiss), 3);
+    assert_eq!(bo.total_sleep_ms(), 14);
+}
+
+#[tokio::test(start_paused = true)]
+async fn region_miss_budget_exhaustion_is_the_error_for_batches() {
+    let bo = SharedBackoffer::new(Backoffer::new(10));
+    let get = kvrpcpb::RawBatchGetRequest {
+        keys: keys(&["k"]),
+        ..Default::default()
+    };
+    let (err, sent) = region_miss_until_exhausted(RpcRequest::new(get).backoffer(bo.clone())).await;
     assert_eq!(err.kind(), ErrorKind::Region, "{err:?}");
     assert!(
         matches!(err.detail(), ErrorDetail::RegionUnavailable),
