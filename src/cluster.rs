@@ -18,12 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::oracle::{Oracle, PdOracle, PdOracleOptions};
 use crate::pd::{CodecPdClient, KeyMode, PdClient, PdClientOptions, RegionMetaClient};
-use crate::region_cache::{RegionCache, RegionCacheOptions};
+use crate::region_cache::{GC_INTERVAL, GC_REGIONS_PER_ROUND, RegionCache, RegionCacheOptions};
 use crate::store_cache::{GrpcHealthProber, GrpcProberConfig, StoreCache};
-
-/// Region-cache GC period and batch (RC-53/RC-54: every second, 50 regions).
-const GC_INTERVAL: Duration = Duration::from_secs(1);
-const GC_BATCH: usize = 50;
 
 struct Inner {
     /// The PD client; `None` for a cluster over the in-process mock PD.
@@ -242,16 +238,10 @@ impl Cluster {
 
 /// Region-cache GC (RC-54), one batch per second.
 async fn gc_loop(regions: RegionCache, cancel: CancellationToken) {
-    let mut cursor = Vec::new();
-    let mut tick = tokio::time::interval(GC_INTERVAL);
-    loop {
-        // Both branches are cancel safe.
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        cursor = regions.gc_round(&cursor, GC_BATCH);
-    }
+    // The first round runs one interval after start, as client-go's `gcRoundRobin` does.
+    regions
+        .run_gc(GC_INTERVAL, GC_REGIONS_PER_ROUND, cancel.cancelled())
+        .await;
 }
 
 /// Store re-resolve (SC-7): every tick for all stores, and at once on need-check events.

@@ -1037,6 +1037,22 @@ pub struct RpcRequest {
     pub backoffer: SharedBackoffer,
     /// Free-form values for user layers (audit ids, tenant tags, ...).
     pub extensions: http::Extensions,
+    /// Per-call state the send loop shares with the layers below it; see [`CallState`].
+    pub(crate) call: CallState,
+}
+
+/// What the `retry` layer shares with the attempt-level layers of one call: the replica
+/// selector's slot (spec 8.4: selection is part of retry state) and the caller's read
+/// intent (client-go's `reqInvariants`).
+///
+/// A dedicated field rather than `extensions`: it is set on every call and copied into
+/// every attempt, and a typed field costs no map allocation or boxed clone (issue 6's
+/// allocation budget). Read it with [`RpcRequest::selector_slot`] and
+/// [`RpcRequest::read_invariants`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallState {
+    pub(crate) slot: Option<crate::replica::SelectorSlot>,
+    pub(crate) invariants: Option<crate::network::ReadInvariants>,
 }
 
 impl RpcRequest {
@@ -1060,7 +1076,21 @@ impl RpcRequest {
             target: Target::default(),
             backoffer,
             extensions: http::Extensions::new(),
+            call: CallState::default(),
         }
+    }
+
+    /// The replica selector slot of the call this attempt belongs to, set by the `retry`
+    /// layer (`None` above it or without it).
+    pub fn selector_slot(&self) -> Option<&crate::replica::SelectorSlot> {
+        self.call.slot.as_ref()
+    }
+
+    /// The caller's read intent for the whole call, set by the `retry` layer: the replica
+    /// selector may turn a later attempt of a stale read into a leader read, while
+    /// client-go still counts it as stale-read traffic.
+    pub fn read_invariants(&self) -> Option<crate::network::ReadInvariants> {
+        self.call.invariants
     }
 
     /// Creates a request with an explicit context.

@@ -466,6 +466,31 @@ impl Health for HealthFace {
     }
 }
 
+/// The PD server's health service: serving for as long as the server runs, like a PD
+/// member (the PD client's health probe, PD-5, asks it before forwarding to a follower).
+#[derive(Debug, Clone, Copy)]
+struct PdHealthFace;
+
+#[tonic::async_trait]
+impl Health for PdHealthFace {
+    async fn check(
+        &self,
+        _req: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        }))
+    }
+
+    type WatchStream = BoxStream<HealthCheckResponse>;
+    async fn watch(
+        &self,
+        _req: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("watch"))
+    }
+}
+
 // ===== PD face =====
 
 #[derive(Clone)]
@@ -703,6 +728,7 @@ impl MockGrpc {
                 tonic::transport::Server::builder()
                     .add_service(PdServer::new(face.clone()))
                     .add_service(KeyspaceServer::new(face))
+                    .add_service(HealthServer::new(PdHealthFace))
             },
             l,
         );

@@ -47,6 +47,9 @@ struct PdInner {
     rules: Arc<RuleSet<PdRule>>,
     client_url: Mutex<String>,
     keyspaces: super::keyspace::Keyspaces,
+    /// mocktikv's `mustLeader` failpoint: region and store calls that allow a follower or
+    /// the router service to answer fail with `Unavailable`.
+    must_leader: std::sync::atomic::AtomicBool,
 }
 
 /// The mock PD (mocktikv `pdClient`): cheap to clone, shared with the gRPC face.
@@ -130,6 +133,7 @@ impl MockPd {
                 rules: Arc::new(RuleSet::default()),
                 client_url: Mutex::new("mockpd".to_owned()),
                 keyspaces: super::keyspace::Keyspaces::new(),
+                must_leader: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -150,6 +154,27 @@ impl MockPd {
             .client_url
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = url;
+    }
+
+    /// Turns mocktikv's `mustLeader` failpoint on or off: while on, in-process region and
+    /// store lookups that allow a follower (or the router service) to answer fail with
+    /// `Unavailable`, so only leader-only lookups succeed. Unlike
+    /// [`PdRule::must_leader`], which fails every call of a method, this looks at the
+    /// caller's `allow_follower` option as mocktikv does.
+    pub fn set_must_leader(&self, on: bool) {
+        self.inner
+            .must_leader
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a lookup with `allow_follower` must be refused (see [`Self::set_must_leader`]).
+    pub(crate) fn refuse_follower(&self, allow_follower: bool) -> Option<tonic::Status> {
+        (allow_follower
+            && self
+                .inner
+                .must_leader
+                .load(std::sync::atomic::Ordering::SeqCst))
+        .then(|| tonic::Status::unavailable("mock PD: not leader"))
     }
 
     /// Installs a PD rule (MC-3.6.1); dropping the handle removes it.

@@ -52,6 +52,9 @@ impl RegionMetaClient for MockPd {
         key: Vec<u8>,
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
+        if let Some(refused) = self.refuse_follower(opts.allow_follower) {
+            return Box::pin(std::future::ready(Err(status(refused))));
+        }
         let pd = self.clone();
         Box::pin(async move {
             let r = pd
@@ -70,6 +73,9 @@ impl RegionMetaClient for MockPd {
         key: Vec<u8>,
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
+        if let Some(refused) = self.refuse_follower(opts.allow_follower) {
+            return Box::pin(std::future::ready(Err(status(refused))));
+        }
         let pd = self.clone();
         Box::pin(async move {
             let r = pd
@@ -88,6 +94,9 @@ impl RegionMetaClient for MockPd {
         id: u64,
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
+        if let Some(refused) = self.refuse_follower(opts.allow_follower) {
+            return Box::pin(std::future::ready(Err(status(refused))));
+        }
         let pd = self.clone();
         Box::pin(async move {
             let r = pd
@@ -106,8 +115,11 @@ impl RegionMetaClient for MockPd {
         start: Vec<u8>,
         end: Vec<u8>,
         limit: i32,
-        _opts: RegionOptions,
+        opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
+        if let Some(refused) = self.refuse_follower(opts.allow_follower) {
+            return Box::pin(std::future::ready(Err(status(refused))));
+        }
         let pd = self.clone();
         Box::pin(async move {
             let r = pd
@@ -129,6 +141,9 @@ impl RegionMetaClient for MockPd {
         limit: i32,
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
+        if let Some(refused) = self.refuse_follower(opts.allow_follower) {
+            return Box::pin(std::future::ready(Err(status(refused))));
+        }
         let pd = self.clone();
         Box::pin(async move {
             let r = pd
@@ -154,8 +169,11 @@ impl RegionMetaClient for MockPd {
     fn get_store(
         &self,
         id: u64,
-        _opts: RegionOptions,
+        opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Option<metapb::Store>>> {
+        if let Some(refused) = self.refuse_follower(opts.allow_follower) {
+            return Box::pin(std::future::ready(Err(status(refused))));
+        }
         let pd = self.clone();
         Box::pin(async move {
             let r = pd

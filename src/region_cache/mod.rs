@@ -52,8 +52,25 @@ fn labels_get_region(prev: bool) -> &'static str {
     }
 }
 
+mod batch;
+mod buckets;
+mod rpc_context;
 #[cfg(test)]
 mod tests;
+
+pub use batch::{
+    BatchLocateMerger, BatchLocateOptions, KeyGroups, MAX_RANGES_PER_BATCH, ranges_after_key,
+};
+pub use buckets::{Bucket, clamp_bucket_to_region, locate_bucket_in};
+pub use rpc_context::{RpcContext, StoreSelectorOptions, no_tiflash_write_node};
+
+/// Regions one background GC round examines (client-go's `cleanRegionNumPerRound`).
+pub const GC_REGIONS_PER_ROUND: usize = 50;
+/// Interval of the background GC (client-go's `cleanCacheInterval`).
+pub const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Called with every region a GC round examines (client-go's test-only `gcScanItemHook`).
+type GcScanHook = Arc<dyn Fn(&Region) + Send + Sync>;
 
 /// Budget of the backoffer a lookup creates for itself (client-go's
 /// `locateRegionMaxBackoff`, 20 s).
@@ -78,10 +95,64 @@ pub const NEED_DELAYED_RELOAD_READY: u8 = 8;
 /// `Region::proxy` value meaning "no proxy replica" (client-go's `proxyTiKVIdx == -1`).
 const NO_PROXY: usize = usize::MAX;
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// The TTL clock and TTL settings of one cache (client-go's `regionCacheTTLSec`,
+/// `regionCacheTTLJitterSec` and the `time.Now().Unix()` its TTL checks read, RC-7/RC-8).
+///
+/// Time is Unix seconds as client-go counts them, but advanced by `tokio::time`: the wall
+/// clock is read once, when the cache is built, and every later reading adds the tokio
+/// [`Instant`](tokio::time::Instant) elapsed since. Under `tokio::time::pause()` the TTLs
+/// therefore follow `advance()`/auto-advance, and in real time they match the wall clock.
+/// The TTL and jitter are atomics so [`RegionCache::set_ttl_with_jitter`] can change them
+/// on a live cache, as client-go's `SetRegionCacheTTLWithJitter` does.
+#[derive(Debug)]
+struct TtlClock {
+    base: tokio::time::Instant,
+    base_unix_ms: i64,
+    ttl_secs: AtomicI64,
+    jitter_secs: AtomicI64,
+}
+
+impl TtlClock {
+    fn new(opts: RegionCacheOptions) -> TtlClock {
+        let base_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        TtlClock {
+            base: tokio::time::Instant::now(),
+            base_unix_ms,
+            ttl_secs: AtomicI64::new(opts.ttl_secs),
+            jitter_secs: AtomicI64::new(opts.ttl_jitter_secs),
+        }
+    }
+
+    /// Now, in Unix seconds on the tokio clock.
+    fn now(&self) -> i64 {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.base);
+        let ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX / 2);
+        self.base_unix_ms.saturating_add(ms) / 1000
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        self.ttl_secs.load(Ordering::Relaxed)
+    }
+
+    /// The jitter in force: the configured one, but never more than a tenth of the base
+    /// TTL. client-go pairs a 600 s TTL with a 60 s jitter; the cap keeps that pairing and
+    /// stops the default jitter from swamping a short configured TTL (a 2 s TTL would
+    /// otherwise live anywhere between 2 and 62 s). 0 disables jitter.
+    fn jitter_secs(&self) -> i64 {
+        let jitter = self.jitter_secs.load(Ordering::Relaxed);
+        jitter.min(self.ttl_secs() / 10).max(0)
+    }
+
+    /// `nextTTL` (RC-7): now + TTL + a random jitter below the jitter in force.
+    fn next_ttl(&self, now: i64) -> i64 {
+        let jitter = match self.jitter_secs() {
+            j if j > 0 => rand::rng().random_range(0..j),
+            _ => 0,
+        };
+        now.saturating_add(self.ttl_secs()).saturating_add(jitter)
+    }
 }
 
 /// Options of [`RegionCache::new`].
@@ -89,7 +160,9 @@ fn now_secs() -> i64 {
 pub struct RegionCacheOptions {
     /// Idle TTL base in seconds (`TiKVClient.RegionCacheTTL`, RC-7).
     pub ttl_secs: i64,
-    /// TTL jitter in seconds (RC-7).
+    /// TTL jitter in seconds (RC-7): each renewal adds a random `0..jitter` so regions
+    /// loaded together do not expire together. 0 disables it; the jitter in force never
+    /// exceeds a tenth of `ttl_secs` (client-go's pairing of 600 s with 60 s).
     pub ttl_jitter_secs: i64,
 }
 
@@ -135,7 +208,8 @@ impl Region {
         InvalidReason::from_u8(self.invalid.load(Ordering::Acquire))
     }
 
-    /// The TTL deadline in Unix seconds (`-1` after invalidation).
+    /// The TTL deadline in Unix seconds on the cache's TTL clock
+    /// ([`RegionCache::now_secs`]); `-1` after invalidation.
     pub fn ttl(&self) -> i64 {
         self.ttl.load(Ordering::Acquire)
     }
@@ -194,16 +268,16 @@ impl Region {
     }
 
     /// TTL check with renewal (client-go's `checkRegionCacheTTL`, RC-8).
-    fn check_ttl(&self, now: i64, opts: &RegionCacheOptions) -> bool {
+    fn check_ttl(&self, now: i64, clock: &TtlClock) -> bool {
         loop {
             let ttl = self.ttl.load(Ordering::Acquire);
             if now > ttl {
                 return false;
             }
-            if self.flags() & NEED_EXPIRE_AFTER_TTL != 0 || ttl > now + opts.ttl_secs {
+            if self.flags() & NEED_EXPIRE_AFTER_TTL != 0 || ttl > now + clock.ttl_secs() {
                 return true;
             }
-            let next = next_ttl(now, opts);
+            let next = clock.next_ttl(now);
             if self
                 .ttl
                 .compare_exchange(ttl, next, Ordering::AcqRel, Ordering::Acquire)
@@ -215,8 +289,8 @@ impl Region {
     }
 
     /// `isValid` (RC-11): not flagged for reload and TTL still good.
-    fn is_valid(&self, now: i64, opts: &RegionCacheOptions) -> bool {
-        self.flags() & NEED_RELOAD_ON_ACCESS == 0 && self.check_ttl(now, opts)
+    fn is_valid(&self, now: i64, clock: &TtlClock) -> bool {
+        self.flags() & NEED_RELOAD_ON_ACCESS == 0 && self.check_ttl(now, clock)
     }
 
     /// Installs a modified snapshot (copy-on-write).
@@ -226,15 +300,6 @@ impl Region {
         f(&mut next);
         *guard = Arc::new(next);
     }
-}
-
-fn next_ttl(now: i64, opts: &RegionCacheOptions) -> i64 {
-    let jitter = if opts.ttl_jitter_secs > 0 {
-        rand::rng().random_range(0..opts.ttl_jitter_secs)
-    } else {
-        0
-    };
-    now + opts.ttl_secs + jitter
 }
 
 #[derive(Debug, Default)]
@@ -333,8 +398,11 @@ struct Inner {
     pd: Arc<dyn RegionMetaClient>,
     stores: StoreCache,
     index: RwLock<Index>,
-    opts: RegionCacheOptions,
+    clock: TtlClock,
     cluster_id: u64,
+    /// Region ids with a bucket refresh running (client-go's `inflightUpdateBuckets`).
+    inflight_buckets: std::sync::Mutex<HashSet<u64>>,
+    gc_scan_hook: RwLock<Option<GcScanHook>>,
 }
 
 /// The region cache (client-go's `RegionCache`). Cheap to clone.
@@ -347,7 +415,7 @@ impl std::fmt::Debug for RegionCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegionCache")
             .field("regions", &self.region_count())
-            .field("opts", &self.inner.opts)
+            .field("clock", &self.inner.clock)
             .finish()
     }
 }
@@ -377,10 +445,36 @@ impl RegionCache {
                 stores: StoreCache::new(pd.clone()),
                 pd,
                 index: RwLock::new(Index::default()),
-                opts,
+                clock: TtlClock::new(opts),
                 cluster_id,
+                inflight_buckets: std::sync::Mutex::new(HashSet::new()),
+                gc_scan_hook: RwLock::new(None),
             }),
         }
+    }
+
+    /// The cache's TTL clock: Unix seconds advanced by `tokio::time` (so paused tests drive
+    /// expiry). Compare [`Region::ttl`] against this, not against the wall clock.
+    pub fn now_secs(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    /// Changes the idle TTL and its jitter of a live cache, in seconds (client-go's
+    /// `SetRegionCacheTTLWithJitter`, RC-7). Regions keep their current deadline and pick
+    /// the new values up at their next renewal. A jitter of 0 disables jitter; the jitter
+    /// in force never exceeds a tenth of `ttl_secs`.
+    pub fn set_ttl_with_jitter(&self, ttl_secs: i64, jitter_secs: i64) {
+        let clock = &self.inner.clock;
+        clock.ttl_secs.store(ttl_secs.max(0), Ordering::Relaxed);
+        clock
+            .jitter_secs
+            .store(jitter_secs.max(0), Ordering::Relaxed);
+    }
+
+    /// Drops every cached region and store (client-go's test-only `RegionCache.clear`).
+    pub fn clear(&self) {
+        *self.write() = Index::default();
+        self.inner.stores.clear();
     }
 
     /// The store cache.
@@ -414,20 +508,20 @@ impl RegionCache {
     /// Point lookup in the index with TTL renewal: `(region, expired)`
     /// (`searchCachedRegionByKey`).
     fn search_cached_checked(&self, key: &[u8], is_end: bool) -> Option<(Arc<Region>, bool)> {
-        let now = now_secs();
+        let now = self.inner.clock.now();
         let idx = self.read();
         let r = idx.search(key, is_end)?;
-        let valid = r.check_ttl(now, &self.inner.opts);
+        let valid = r.check_ttl(now, &self.inner.clock);
         Some((r.clone(), !valid))
     }
 
     /// The cached snapshot of the region containing `key`, if cached and valid: the hot
     /// path of every request (`TryLocateKey`, RC-16). No PD call.
     pub fn try_locate_key(&self, key: &[u8]) -> Option<Arc<RegionSnapshot>> {
-        let now = now_secs();
+        let now = self.inner.clock.now();
         let idx = self.read();
         let r = idx.search(key, false)?;
-        if !r.is_valid(now, &self.inner.opts) || r.flags() & NEED_DELAYED_RELOAD_READY != 0 {
+        if !r.is_valid(now, &self.inner.clock) || r.flags() & NEED_DELAYED_RELOAD_READY != 0 {
             return None;
         }
         Some(r.snapshot())
@@ -518,7 +612,7 @@ impl RegionCache {
                 .cloned()
         };
         if let Some(r) = cached
-            && r.check_ttl(now_secs(), &self.inner.opts)
+            && r.check_ttl(self.inner.clock.now(), &self.inner.clock)
         {
             let cleared = r.reset_flags(NEED_RELOAD_ON_ACCESS | NEED_DELAYED_RELOAD_READY);
             if cleared == 0 {
@@ -715,7 +809,7 @@ impl RegionCache {
             start: snap.region.start_key.clone(),
             end: snap.region.end_key.clone(),
             snap: RwLock::new(Arc::new(snap)),
-            ttl: AtomicI64::new(next_ttl(now_secs(), &self.inner.opts)),
+            ttl: AtomicI64::new(self.inner.clock.next_ttl(self.inner.clock.now())),
             flags: AtomicU8::new(if down.is_empty() {
                 0
             } else {
@@ -762,7 +856,7 @@ impl RegionCache {
             start: snap.region.start_key.clone(),
             end: snap.region.end_key.clone(),
             snap: RwLock::new(Arc::new(snap)),
-            ttl: AtomicI64::new(next_ttl(now_secs(), &self.inner.opts)),
+            ttl: AtomicI64::new(self.inner.clock.next_ttl(self.inner.clock.now())),
             flags: AtomicU8::new(0),
             invalid: AtomicU8::new(0),
             proxy: AtomicUsize::new(NO_PROXY),
@@ -1013,58 +1107,17 @@ impl RegionCache {
         }
     }
 
-    /// Looks up the bucket holding `key` in a region snapshot (client-go's
-    /// `LocateBucket`, RC-43): `(start, end)` clamped to the region, or the region range
-    /// when there is no bucket. `None` when the region does not contain the key.
-    pub fn locate_bucket(snap: &RegionSnapshot, key: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-        if !snap.contains(key) {
-            return None;
-        }
-        let (rs, re) = (snap.start_key(), snap.end_key());
-        let Some(b) = snap.buckets.as_ref().filter(|b| !b.keys.is_empty()) else {
-            return Some((rs.to_vec(), re.to_vec()));
-        };
-        let keys = &b.keys;
-        let n = keys.len();
-        // First boundary > key among keys[..n-1].
-        let pos = keys[..n - 1].partition_point(|k| k.as_slice() <= key);
-        let last = &keys[n - 1];
-        let after_last = !last.is_empty() && key >= last.as_slice();
-        if pos == 0 || after_last || pos >= n {
-            // Outside the bucket boundaries: synthesize from the region range.
-            if key < keys[0].as_slice() {
-                return Some((rs.to_vec(), keys[0].clone()));
-            }
-            return Some((last.clone(), re.to_vec()));
-        }
-        let (bs, be) = (&keys[pos - 1], &keys[pos]);
-        let start = if bs.as_slice() > rs {
-            bs.clone()
-        } else {
-            rs.to_vec()
-        };
-        let end = match (be.is_empty(), re.is_empty()) {
-            (true, _) => re.to_vec(),
-            (false, true) => be.clone(),
-            (false, false) => {
-                if be.as_slice() < re {
-                    be.clone()
-                } else {
-                    re.to_vec()
-                }
-            }
-        };
-        if !end.is_empty() && start >= end {
-            return Some((rs.to_vec(), re.to_vec()));
-        }
-        Some((start, end))
-    }
-
     /// One garbage-collection round over up to `limit` regions from `cursor`; returns the
     /// next cursor (`gcRoundFunc`, RC-54, simplified: no delayed-reload promotion of
     /// stale stores).
     pub fn gc_round(&self, cursor: &[u8], limit: usize) -> Vec<u8> {
-        let now = now_secs();
+        let now = self.inner.clock.now();
+        let hook = self
+            .inner
+            .gc_scan_hook
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut expired = Vec::new();
         let mut next = Vec::new();
         {
@@ -1074,9 +1127,12 @@ impl RegionCache {
                 .range::<[u8], _>((Bound::Included(cursor), Bound::Unbounded))
                 .enumerate()
             {
-                if seen == limit {
+                if seen == limit.max(1) {
                     next = k.clone();
                     break;
+                }
+                if let Some(hook) = &hook {
+                    hook(r);
                 }
                 if now > r.ttl() {
                     expired.push((k.clone(), r.ver));
@@ -1119,6 +1175,42 @@ impl RegionCache {
             }
         }
         next
+    }
+
+    /// The background GC (client-go's `gcRoundFunc` scheduled every `cleanCacheInterval`,
+    /// RC-53/RC-54): every `interval`, starting one interval from now, one
+    /// [`gc_round`](Self::gc_round) of `limit` regions, resuming where the previous round
+    /// stopped. Returns when `stop` completes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: each round is synchronous.
+    pub async fn run_gc(
+        &self,
+        interval: std::time::Duration,
+        limit: usize,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut cursor = Vec::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            cursor = self.gc_round(&cursor, limit);
+        }
+    }
+
+    /// Installs a hook called with every region a GC round examines (tests).
+    #[cfg(test)]
+    pub(crate) fn set_gc_scan_hook(&self, hook: Option<GcScanHook>) {
+        *self
+            .inner
+            .gc_scan_hook
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
     fn with_region(&self, ver: &RegionVerId, f: impl FnOnce(&Arc<Region>)) {
@@ -1206,7 +1298,7 @@ impl RegionLocator for RegionCache {
 
     fn cached_region(&self, ver: &RegionVerId) -> Option<Arc<RegionSnapshot>> {
         let r = self.get_cached(ver)?;
-        r.is_valid(now_secs(), &self.inner.opts)
+        r.is_valid(self.inner.clock.now(), &self.inner.clock)
             .then(|| r.snapshot())
     }
 

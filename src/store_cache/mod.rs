@@ -158,6 +158,12 @@ impl Store {
         }
     }
 
+    /// Overwrites the fail epoch (tests: client-go's tests store `Store.epoch` directly).
+    #[cfg(test)]
+    pub(crate) fn set_epoch(&self, epoch: u32) {
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
     /// Store id.
     pub fn id(&self) -> u64 {
         self.id
@@ -473,6 +479,16 @@ impl StoreCache {
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .cloned()
+    }
+
+    /// Forgets every cached store (client-go's test-only `storeCache.clear`, used by
+    /// `RegionCache::clear`).
+    pub(crate) fn clear(&self) {
+        self.inner
+            .stores
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The store, inserting an unresolved one if missing (`getOrInsertDefault`, SC-2).

@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use tikv_layers::{Error, ErrorDetail};
-use tikv_proto::tikvpb::tikv_client::TikvClient;
 use tikv_proto::tikvpb::{
     BatchCommandsRequest, BatchCommandsResponse, batch_commands_request, batch_commands_response,
 };
@@ -50,6 +49,7 @@ use tonic::transport::Channel;
 use super::Shared;
 use super::metrics::StoreMetrics;
 use super::policy::TurboBatchTrigger;
+use super::pool::tikv_client;
 use super::queue::{HIGH_TASK_PRIORITY, PriorityQueue, QueueItem};
 use crate::config::DEF_MAX_CONCURRENCY_REQUEST_LIMIT;
 
@@ -869,15 +869,7 @@ impl BatchClient {
             !streams.slots.contains_key(host)
         };
         if needs_open {
-            match open_stream(
-                &self.channel,
-                host,
-                self.idx,
-                self.shared.dial_timeout,
-                &self.addr,
-            )
-            .await
-            {
+            match open_stream(&self.channel, host, self.idx, &self.shared, &self.addr).await {
                 Ok((tx, streaming)) => {
                     let acked = Arc::new(AtomicU64::new(0));
                     lock(&self.streams).slots.insert(
@@ -981,13 +973,13 @@ impl BatchClient {
 }
 
 /// Opens a `BatchCommands` stream on `channel` with the index and forwarding metadata
-/// (client-go `batchCommandsStream.recreate`), waiting at most `dial_timeout` for the
-/// server to accept it.
+/// (client-go `batchCommandsStream.recreate`), waiting at most the dial timeout for the
+/// server to accept it. The stream's messages are compressed as configured (TP-4).
 async fn open_stream(
     channel: &Channel,
     host: &str,
     idx: usize,
-    dial_timeout: Duration,
+    shared: &Shared,
     addr: &str,
 ) -> Result<
     (
@@ -1011,10 +1003,8 @@ async fn open_stream(
         })?;
         req.metadata_mut().insert(FORWARD_METADATA_KEY, v);
     }
-    let mut client = TikvClient::new(channel.clone())
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
-    match tokio::time::timeout(dial_timeout, client.batch_commands(req)).await {
+    let mut client = tikv_client(channel.clone(), shared.config.grpc_compression);
+    match tokio::time::timeout(shared.dial_timeout, client.batch_commands(req)).await {
         Ok(Ok(resp)) => Ok((tx, resp.into_inner())),
         Ok(Err(status)) => Err(transport_error(
             addr,
@@ -1186,7 +1176,7 @@ async fn reopen(client: &Arc<BatchClient>, host: &str, epoch: &mut u64) -> Optio
             &client.channel,
             host,
             client.idx,
-            client.shared.dial_timeout,
+            &client.shared,
             &client.addr,
         )
     };

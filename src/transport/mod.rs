@@ -42,9 +42,14 @@
 //! extensions unless [`RequestInfo::bypass`] says resource control ignores it (client-go
 //! `sendRequest`); coprocessor streams are charged per chunk.
 //!
-//! Not implemented: gzip compression (tonic's `gzip` feature is off; the setting is
-//! ignored), the connection-state monitor (TP-8; tonic exposes no connectivity state) and the
-//! shared buffer pool knob.
+//! Compression: with [`grpc_compression`](TikvClientConfig::grpc_compression) set to
+//! [`Gzip`](crate::config::GrpcCompression::Gzip), every call on the pool's channels (unary,
+//! server-streaming and the batch-commands streams) sends gzip-compressed messages and
+//! accepts gzip responses, like client-go's `grpc.UseCompressor(gzip)` default call option
+//! (TP-4); with `None` nothing is compressed or advertised.
+//!
+//! Not implemented: the connection-state monitor (TP-8; tonic exposes no connectivity state)
+//! and the shared buffer pool knob.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,16 +1,21 @@
 //! Connection pools: `grpc_connection_count` lazily connected tonic channels per store
-//! address (TP-3 to TP-6), from client-go's `internal/client/conn_pool.go`.
+//! address (TP-3 to TP-6), from client-go's `internal/client/conn_pool.go`, and the
+//! generated gRPC clients built on them with the pool's default call options (TP-4).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tikv_layers::{Error, ErrorDetail};
+use tikv_proto::debugpb::debug_client::DebugClient;
+use tikv_proto::tikvpb::tikv_client::TikvClient;
 use tokio_util::sync::CancellationToken;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Endpoint};
 
 use super::Shared;
 use super::batch::BatchConn;
 use super::metrics::StoreMetrics;
+use crate::config::GrpcCompression;
 
 /// One store address's connections (client-go `connPool`).
 pub(crate) struct ConnPool {
@@ -21,6 +26,8 @@ pub(crate) struct ConnPool {
     pub(crate) batch: Option<Arc<BatchConn>>,
     /// The store's metric handles, resolved once for the pool's life.
     pub(crate) metrics: Arc<StoreMetrics>,
+    /// Message compression of every call on the pool's channels (TP-4).
+    pub(crate) compression: GrpcCompression,
     token: CancellationToken,
 }
 
@@ -56,6 +63,7 @@ impl ConnPool {
             index: AtomicUsize::new(0),
             batch,
             metrics,
+            compression: cfg.grpc_compression,
             token,
         })
     }
@@ -81,6 +89,40 @@ impl ConnPool {
 impl Drop for ConnPool {
     fn drop(&mut self) {
         self.token.cancel();
+    }
+}
+
+/// The tonic encoding for `compression`, `None` when messages go uncompressed.
+fn encoding(compression: GrpcCompression) -> Option<CompressionEncoding> {
+    match compression {
+        GrpcCompression::None => None,
+        GrpcCompression::Gzip => Some(CompressionEncoding::Gzip),
+    }
+}
+
+/// A `Tikv` service client on `channel` with the pool's default call options (TP-4,
+/// client-go `newConnPool`): no message size limit, and with gzip configured every request
+/// message is gzip-compressed and gzip responses are accepted (client-go's
+/// `grpc.UseCompressor(gzip)` call option).
+pub(crate) fn tikv_client(channel: Channel, compression: GrpcCompression) -> TikvClient<Channel> {
+    let client = TikvClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    match encoding(compression) {
+        Some(enc) => client.send_compressed(enc).accept_compressed(enc),
+        None => client,
+    }
+}
+
+/// A `Debug` service client with the same call options as [`tikv_client`]: client-go sets
+/// them on the connection, so they cover the debug service too.
+pub(crate) fn debug_client(channel: Channel, compression: GrpcCompression) -> DebugClient<Channel> {
+    let client = DebugClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    match encoding(compression) {
+        Some(enc) => client.send_compressed(enc).accept_compressed(enc),
+        None => client,
     }
 }
 

@@ -9,14 +9,12 @@ use std::time::Duration;
 use futures_core::Stream;
 use tikv_layers::request::ResponseStream;
 use tikv_layers::{Command, CommandResponse, Error, ErrorDetail, RpcRequest};
-use tikv_proto::debugpb::debug_client::DebugClient;
-use tikv_proto::tikvpb::tikv_client::TikvClient;
 use tokio::time::{Instant, Sleep};
 use tonic::Streaming;
 use tonic::metadata::MetadataValue;
 
 use super::batch::FORWARD_METADATA_KEY;
-use super::pool::ConnPool;
+use super::pool::{ConnPool, debug_client, tikv_client};
 
 fn grpc(status: tonic::Status) -> Error {
     ErrorDetail::Grpc(Box::new(status)).into()
@@ -72,9 +70,7 @@ pub(crate) async fn call(
     let host = req.target.forwarded_host.clone();
     let host = host.as_deref();
     if let Command::DebugGetRegionProperties(r) = req.cmd {
-        let mut client = DebugClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+        let mut client = debug_client(channel, pool.compression);
         let fut = client.get_region_properties(request(r, None, timeout)?);
         return match tokio::time::timeout_at(deadline, fut).await {
             Ok(r) => Ok(CommandResponse::DebugGetRegionProperties(
@@ -83,9 +79,7 @@ pub(crate) async fn call(
             Err(_) => Err(timed_out(&addr)),
         };
     }
-    let mut client = TikvClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+    let mut client = tikv_client(channel, pool.compression);
 
     macro_rules! unary {
         ($r:expr, $method:ident, $variant:ident) => {{

@@ -203,6 +203,16 @@ async fn bare_server_runs_meta_checker_and_batch_override() {
 // ----- health and the store-state matrix on the gRPC face (§1.11, §6.2 B.6, E.3) -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pd_face_serves_the_health_service() {
+    // The PD client probes members with grpc.health.v1 before forwarding (PD-5); a mock PD
+    // without it would look unreachable.
+    let m = Mock::new(MockOptions::default());
+    m.cluster().bootstrap_with_multi_stores(1);
+    let g = MockGrpc::start(&m).unwrap();
+    assert_eq!(health(g.pd_addr()).await, ServingStatus::Serving);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_store_state_matrix_and_health_follow_section_1_11() {
     let m = Mock::new(MockOptions::default());
     let (stores, _, region, _) = m.cluster().bootstrap_with_multi_stores(3);

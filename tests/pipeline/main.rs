@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod common;
+mod region_cache;
 mod region_request;
 mod region_request3;
 mod replica_selector;

@@ -1901,11 +1901,6 @@ async fn tikv_down_peer_is_avoided() {
 
 // client-go: T-REQUEST-047 TestTiKVRecoveredFromDown
 #[tokio::test(start_paused = true)]
-#[ignore = "reason: src/region_cache reads region TTL deadlines from the wall clock \
-            (SystemTime via now_secs) and Cluster::embedded cannot set the TTL jitter \
-            (RegionCacheOptions::ttl_jitter_secs stays 60 s), so client-go's \
-            SetRegionCacheTTLWithJitter(2, 0) cannot be expressed and the region holding \
-            the down peer (NeedExpireAfterTTL) never expires under paused time (RC-7, RC-8)"]
 async fn tikv_recovered_from_down() {
     let (env, stub, sender, down_addr, down_labels) = down_peer_avoided().await;
     env.mock.cluster().remove_down_peer(env.peers[2]);

@@ -150,7 +150,7 @@ impl tower::Service<RpcRequest> for Scripted {
         let (step, delay) = {
             let mut s = self.script.lock().unwrap();
             if s.slot.is_none() {
-                s.slot = req.extensions.get::<SelectorSlot>().cloned();
+                s.slot = req.selector_slot().cloned();
             }
             let idx = s.path.len();
             s.path.push(entry.clone());

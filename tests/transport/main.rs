@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use server::{HookReply, MockServer};
-use tikv::config::TikvClientConfig;
+use tikv::config::{GrpcCompression, TikvClientConfig};
 use tikv::transport::{ErrConn, EventListener, Transport, TransportConfig};
 use tikv_layers::request::EndpointType;
 use tikv_layers::{CmdType, Error, ErrorDetail, RpcRequest, RpcResponse};
@@ -1534,5 +1534,73 @@ async fn random_restart_store_and_forwarding() {
     for (in_flight, available) in pool.client_load() {
         assert!(in_flight >= 0, "in flight {in_flight}");
         assert!(available > 0, "in flight {in_flight}");
+    }
+}
+
+/// Sends one unary `KvGet` (batching off) and one `KvPrewrite` through a batch-commands
+/// stream (batching on) with `compression`, both answered, and returns the
+/// (`grpc-encoding`, `grpc-accept-encoding`) headers the server saw on each call.
+async fn compression_headers(
+    compression: GrpcCompression,
+) -> [(Option<String>, Option<String>); 2] {
+    let server = MockServer::start().await;
+    let addr = server.addr();
+    let cfg = TikvClientConfig::default()
+        .with_grpc_connection_count(1)
+        .with_grpc_compression(compression);
+    let unary = transport(cfg.clone().with_max_batch_size(0));
+    let req = request(
+        kvrpcpb::GetRequest::default(),
+        &addr,
+        Duration::from_secs(10),
+    );
+    let resp = unary.send_request(req).await.unwrap();
+    assert!(matches!(resp.resp, tikv_layers::CommandResponse::Get(_)));
+    let batched = transport(cfg.with_max_batch_size(128));
+    let req = request(
+        kvrpcpb::PrewriteRequest::default(),
+        &addr,
+        Duration::from_secs(10),
+    );
+    let resp = batched.send_request(req).await.unwrap();
+    assert!(matches!(
+        resp.resp,
+        tikv_layers::CommandResponse::Prewrite(_)
+    ));
+    // The prewrite really went over the stream.
+    assert_eq!(server.state.batch_requests.load(Ordering::Relaxed), 1);
+    assert!(server.calls("kv_prewrite").is_empty());
+    let unary = server.encodings("kv_get");
+    let batch = server.encodings("batch_commands");
+    assert_eq!((unary.len(), batch.len()), (1, 1));
+    [unary[0].clone(), batch[0].clone()]
+}
+
+// TP-4: with gzip configured, unary calls and batch-commands streams send gzip-compressed
+// messages (`grpc-encoding: gzip`) and accept gzip responses, which the server then sends
+// (client-go's `grpc.UseCompressor(gzip)` call option).
+#[tokio::test]
+async fn gzip_compression_on_unary_and_batch_calls() {
+    for (encoding, accept) in compression_headers(GrpcCompression::Gzip).await {
+        assert_eq!(encoding.as_deref(), Some("gzip"));
+        let accept = accept.unwrap_or_default();
+        assert!(
+            accept.split(',').any(|e| e.trim() == "gzip"),
+            "grpc-accept-encoding {accept:?}"
+        );
+    }
+}
+
+// TP-4: compression is off by default; then no call carries a compression header, and the
+// server (which could gzip) answers uncompressed.
+#[tokio::test]
+async fn no_compression_headers_when_off() {
+    assert_eq!(
+        TikvClientConfig::default().grpc_compression,
+        GrpcCompression::None
+    );
+    for (encoding, accept) in compression_headers(GrpcCompression::None).await {
+        assert_eq!(encoding, None);
+        assert_eq!(accept, None);
     }
 }

@@ -3,7 +3,9 @@
 //! `KvResolveLock` answer empty responses, `CoprocessorStream` sends one empty response,
 //! `BatchCommands` answers every request id with an empty response of the same arm plus
 //! health feedback, unless a batch hook is installed. It records the forwarding metadata
-//! of every call and can be stopped and restarted on the same address.
+//! and the compression headers of every call and can be stopped and restarted on the same
+//! address. It accepts gzip-compressed requests and gzip-compresses its responses to
+//! clients that accept them (like TiKV's gRPC server).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -21,6 +23,7 @@ use tikv_proto::{coprocessor, kvrpcpb, mpp};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -45,6 +48,8 @@ pub type BatchHook = Arc<dyn Fn(&BatchCommandsRequest) -> HookReply + Send + Syn
 pub struct State {
     /// (method, forwarded host metadata, conn index metadata) per call or stream.
     pub calls: Mutex<Vec<(String, Vec<String>, Option<String>)>>,
+    /// (method, `grpc-encoding`, `grpc-accept-encoding`) request headers per call or stream.
+    pub encodings: Mutex<Vec<(String, Option<String>, Option<String>)>>,
     pub hook: Mutex<Option<BatchHook>>,
     /// Delay before answering each batch message (processed in order).
     pub delay: Mutex<Duration>,
@@ -79,6 +84,17 @@ fn record<T>(state: &State, method: &str, req: &Request<T>) {
         .lock()
         .unwrap()
         .push((method.to_owned(), fwd, idx));
+    let header = |name: &str| {
+        req.metadata()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    state.encodings.lock().unwrap().push((
+        method.to_owned(),
+        header("grpc-encoding"),
+        header("grpc-accept-encoding"),
+    ));
 }
 
 /// An empty response of the same arm as `req`.
@@ -381,7 +397,11 @@ impl MockServer {
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(tls.clone()).unwrap();
         }
-        let router = builder.add_service(TikvServer::new(svc));
+        let router = builder.add_service(
+            TikvServer::new(svc)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        );
         let conns = self.conns.clone();
         let task = tokio::spawn(async move {
             let _ = router.serve_with_incoming(Incoming(listener, conns)).await;
@@ -444,8 +464,21 @@ impl MockServer {
             .collect()
     }
 
+    /// The (`grpc-encoding`, `grpc-accept-encoding`) request headers of every `method` call.
+    pub fn encodings(&self, method: &str) -> Vec<(Option<String>, Option<String>)> {
+        self.state
+            .encodings
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _, _)| m == method)
+            .map(|(_, e, a)| (e.clone(), a.clone()))
+            .collect()
+    }
+
     pub fn clear_calls(&self) {
         self.state.calls.lock().unwrap().clear();
+        self.state.encodings.lock().unwrap().clear();
     }
 }
 

@@ -13,7 +13,8 @@ use crate::{Error, RpcResponse};
 /// What the caller asked for the whole call, whatever later attempts became (client-go's
 /// `reqInvariants`).
 ///
-/// The `retry` layer puts one into the request's extensions before its first attempt; the
+/// The `retry` layer records one in the request's call state ([`RpcRequest::read_invariants`])
+/// before its first attempt; the
 /// attempt-level `network` layer reads it, because the replica selector may turn a stale
 /// read into a leader read on retry while client-go still counts every attempt of a stale
 /// read call as stale-read traffic. Without it the attempt's own flags are used.
@@ -111,7 +112,7 @@ where
     }
 
     fn call(&mut self, req: RpcRequest) -> Self::Future {
-        let stale_read = match req.extensions.get::<ReadInvariants>() {
+        let stale_read = match req.call.invariants {
             Some(inv) => inv.stale_read,
             None => req.options.stale_read || req.context.stale_read,
         };

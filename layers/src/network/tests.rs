@@ -197,7 +197,7 @@ async fn cross_zone_attempt_of_a_stale_call_counts_as_remote_stale_traffic() {
 
     // The call was a stale read; this retry fell back to a follower read in another zone.
     let (mut req, sink) = get(AccessLocation::CrossZone);
-    req.extensions.insert(ReadInvariants {
+    req.call.invariants = Some(ReadInvariants {
         stale_read: true,
         replica_read: ReplicaReadType::Mixed,
     });
@@ -253,7 +253,7 @@ async fn invariants_say_not_stale_even_if_the_attempt_is() {
     let snapshotter = recorder.snapshotter();
     let _guard = ::metrics::set_default_local_recorder(&recorder);
     let (mut req, _) = get(AccessLocation::LocalZone);
-    req.extensions.insert(ReadInvariants::default());
+    req.call.invariants = Some(ReadInvariants::default());
     req.enable_stale_read();
     send(req, Ok(value(b"v"))).await.unwrap();
     let obs = observed(&snapshotter);

@@ -7,7 +7,7 @@
 //!
 //! The layer runs once per attempt. On the first attempt of a call it builds a
 //! [`ReplicaSelector`] from the region the request was routed to (`target.region`) and
-//! keeps it in the call's [`SelectorSlot`] (inserted into the request's extensions by the
+//! keeps it in the call's [`SelectorSlot`] (set in the request's call state by the
 //! `retry` layer), so later attempts continue where the previous one stopped and the retry
 //! layer can feed errors back into it. Without a retry layer above it, the slot is local to
 //! the single attempt.

@@ -5,7 +5,8 @@
 //! snapshots the region's TiKV replicas when it is created (RS-1), picks the target of each
 //! attempt (RS-4 .. RS-15) and takes the feedback of every failed attempt (RS-16 .. RS-22):
 //! the retry layer calls the `on_*` handlers, the replica layer calls [`next`]. Between the
-//! two, the selector travels in a [`SelectorSlot`] that rides in the request's extensions.
+//! two, the selector travels in a [`SelectorSlot`] that rides in the request's call state
+//! ([`RpcRequest::selector_slot`](crate::RpcRequest::selector_slot)).
 //!
 //! client-go mutates the request object in place across attempts (`ReplicaRead`,
 //! `StaleRead`, `BusyThresholdMs`, the read type). Here every attempt is a fresh clone of
@@ -1078,7 +1079,7 @@ impl Mixed {
     }
 }
 
-/// The per-call selector handle that rides in the request's extensions between the retry
+/// The per-call selector handle that rides in the request's call state between the retry
 /// layer (which creates it and feeds back errors) and the replica layer (which builds the
 /// selector on the first attempt and picks each target).
 ///

@@ -7,9 +7,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::layer::ReplicaLayer;
-use super::policy::{
-    AttemptTarget, ReadFlags, ReplicaSelector, SelectorOptions, SelectorSlot, SlotOutcome,
-};
+use super::policy::{AttemptTarget, ReadFlags, ReplicaSelector, SelectorOptions, SlotOutcome};
 use crate::request::{AccessLocation, EndpointType, ReplicaReadType, RpcRequest, RpcResponse};
 use crate::{Error, Result};
 
@@ -97,11 +95,7 @@ where
         }
         _ => return inner.oneshot(req).await,
     };
-    let slot = req
-        .extensions
-        .get::<SelectorSlot>()
-        .cloned()
-        .unwrap_or_default();
+    let slot = req.call.slot.clone().unwrap_or_default();
 
     let selector = match slot.take() {
         Some(s) => Some(s),
@@ -159,15 +153,13 @@ where
         }
     };
 
-    if let Err(e) = patch(&layer, &mut sel, &target, &mut req) {
+    let store_id = target.peer.store_id;
+    if let Err(e) = patch(&layer, &mut sel, target, &mut req) {
         slot.put(sel);
         slot.set_outcome(SlotOutcome::Fatal);
         return Err(e);
     }
-    if let Err(e) = sel
-        .backoff_on_retry(target.peer.store_id, &req.backoffer)
-        .await
-    {
+    if let Err(e) = sel.backoff_on_retry(store_id, &req.backoffer).await {
         slot.put(sel);
         slot.set_outcome(SlotOutcome::Fatal);
         return Err(e);
@@ -178,7 +170,7 @@ where
         match layer
             .svc
             .stores
-            .acquire_store_token(target.peer.store_id, layer.store_limit)
+            .acquire_store_token(store_id, layer.store_limit)
         {
             Ok(t) => t,
             Err(e) => {
@@ -192,7 +184,6 @@ where
     };
     let feed_slow_score = sel.read_type() == ReplicaReadType::PreferLeader
         && !req.context.request_source.starts_with("internal");
-    let store_id = target.peer.store_id;
     let start = Instant::now();
     let res = inner.oneshot(req).await;
     let took = start.elapsed();
@@ -214,7 +205,7 @@ where
 fn patch(
     layer: &ReplicaLayer,
     sel: &mut ReplicaSelector,
-    target: &AttemptTarget,
+    target: AttemptTarget,
     req: &mut RpcRequest,
 ) -> Result<()> {
     let flags = sel.read_flags();
@@ -240,14 +231,15 @@ fn patch(
     };
     req.target.peer = Some(target.peer);
     req.target.store_id = target.peer.store_id;
-    match &target.proxy {
+    // The addresses move into the request: the target is this attempt's alone.
+    match target.proxy {
         Some((_, proxy_addr)) => {
-            req.target.forwarded_host = Some(target.addr.clone());
-            req.target.addr = proxy_addr.clone();
+            req.target.forwarded_host = Some(target.addr);
+            req.target.addr = proxy_addr;
         }
         None => {
             req.target.forwarded_host = None;
-            req.target.addr = target.addr.clone();
+            req.target.addr = target.addr;
         }
     }
     Ok(())

@@ -106,7 +106,7 @@ where
     }
     // The caller's read intent, for attempt-level layers (client-go's `reqInvariants`):
     // the selector may turn later attempts into leader reads.
-    base.extensions.insert(ReadInvariants::of(&base));
+    base.call.invariants = Some(ReadInvariants::of(&base));
     let Some(sink) = base.extensions.get::<ExecDetailsSink>().cloned() else {
         return run(first, layer, base, None).await;
     };
@@ -149,7 +149,7 @@ where
     S::Future: Send + 'static,
 {
     let slot = SelectorSlot::new();
-    base.extensions.insert(slot.clone());
+    base.call.slot = Some(slot.clone());
     let bo = base.backoffer.clone();
     let cmd = base.cmd_type();
     let sleep_before = bo.total_sleep_ms();

@@ -901,10 +901,9 @@ async fn every_attempt_carries_the_callers_read_intent() {
         let seen = seen.clone();
         tower::service_fn(move |req: RpcRequest| {
             let first = seen.lock().unwrap().is_empty();
-            seen.lock().unwrap().push((
-                req.context.stale_read,
-                req.extensions.get::<ReadInvariants>().copied(),
-            ));
+            seen.lock()
+                .unwrap()
+                .push((req.context.stale_read, req.read_invariants()));
             async move {
                 if first {
                     let e = errorpb::Error {

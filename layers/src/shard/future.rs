@@ -122,6 +122,7 @@ impl Template {
             target,
             backoffer: bo,
             extensions: self.extensions.clone(),
+            call: Default::default(),
         }
     }
 }
@@ -421,6 +422,7 @@ where
         target,
         backoffer: parent,
         extensions,
+        call: _,
     } = req;
     let plan = KeyPlan::new(cmd)?;
     let total = plan.len();
@@ -564,6 +566,7 @@ where
         target,
         backoffer: parent,
         extensions,
+        call: _,
     } = req;
     let plan = RangePlan::new(cmd);
     let cmd_type = plan.command().cmd_type();
