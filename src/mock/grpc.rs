@@ -428,12 +428,14 @@ pub(crate) fn grpc_deadline<T>(req: &Request<T>) -> Option<Instant> {
 
 // ===== health (MC-2.29.6) =====
 
-/// `grpc.health.v1.Health` of one listening address: `SERVING` while the store owning the
-/// address is Up, `NOT_SERVING` otherwise (Offline, Tombstone, or no store).
+/// `grpc.health.v1.Health` of one listening address. For a store address (`addr` set):
+/// `SERVING` while the store owning the address is Up, `NOT_SERVING` otherwise (Offline,
+/// Tombstone, or no store). For the PD address (`addr` = `None`): `SERVING` for as long as
+/// the server runs, like a PD member (the PD client probes it before forwarding, PD-5).
 #[derive(Clone)]
 struct HealthFace {
     mock: Mock,
-    addr: String,
+    addr: Option<String>,
 }
 
 #[tonic::async_trait]
@@ -442,11 +444,12 @@ impl Health for HealthFace {
         &self,
         _req: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        let up = self
-            .mock
-            .cluster()
-            .get_store_by_addr(&self.addr)
-            .is_some_and(|s| s.state() == metapb::StoreState::Up);
+        let up = self.addr.as_ref().is_none_or(|addr| {
+            self.mock
+                .cluster()
+                .get_store_by_addr(addr)
+                .is_some_and(|s| s.state() == metapb::StoreState::Up)
+        });
         let status = if up {
             ServingStatus::Serving
         } else {
@@ -454,31 +457,6 @@ impl Health for HealthFace {
         };
         Ok(Response::new(HealthCheckResponse {
             status: status as i32,
-        }))
-    }
-
-    type WatchStream = BoxStream<HealthCheckResponse>;
-    async fn watch(
-        &self,
-        _req: Request<HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("watch"))
-    }
-}
-
-/// The PD server's health service: serving for as long as the server runs, like a PD
-/// member (the PD client's health probe, PD-5, asks it before forwarding to a follower).
-#[derive(Debug, Clone, Copy)]
-struct PdHealthFace;
-
-#[tonic::async_trait]
-impl Health for PdHealthFace {
-    async fn check(
-        &self,
-        _req: Request<HealthCheckRequest>,
-    ) -> Result<Response<HealthCheckResponse>, Status> {
-        Ok(Response::new(HealthCheckResponse {
-            status: ServingStatus::Serving as i32,
         }))
     }
 
@@ -722,13 +700,17 @@ impl MockGrpc {
         let (l, pd_addr) = bind(&handle, "127.0.0.1:0").map_err(io)?;
         mock.pd().set_client_url(format!("http://{pd_addr}"));
         let face = PdFace { mock: mock.clone() };
+        let pd_health = HealthFace {
+            mock: mock.clone(),
+            addr: None,
+        };
         let pd = spawn_server(
             &handle,
             |_, _| {
                 tonic::transport::Server::builder()
                     .add_service(PdServer::new(face.clone()))
                     .add_service(KeyspaceServer::new(face))
-                    .add_service(HealthServer::new(PdHealthFace))
+                    .add_service(HealthServer::new(pd_health))
             },
             l,
         );
@@ -809,7 +791,7 @@ fn start_tikv(inner: &GrpcInner, addr: &str) -> Option<(Running, String)> {
         move |_, stopped| {
             let health = HealthFace {
                 mock: mock.clone(),
-                addr: a.clone(),
+                addr: Some(a.clone()),
             };
             tonic::transport::Server::builder()
                 .add_service(StampArrival(TikvServer::new(TikvFace {

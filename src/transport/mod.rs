@@ -507,11 +507,7 @@ impl Transport {
         } else {
             match (batch, req.cmd.to_batch_request()) {
                 (Some(batch), Some(breq)) => {
-                    let priority = req
-                        .context
-                        .resource_control_context
-                        .as_ref()
-                        .map_or(0, |r| r.override_priority);
+                    let priority = override_priority(&req);
                     let host = req.target.forwarded_host.clone().unwrap_or_default();
                     batch
                         .send(breq, host, priority, deadline, timeout, false, &cancel)
@@ -585,11 +581,7 @@ impl Transport {
             .options
             .timeout
             .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
-        let priority = req
-            .context
-            .resource_control_context
-            .as_ref()
-            .map_or(0, |r| r.override_priority);
+        let priority = override_priority(&req);
         let host = req.target.forwarded_host.clone().unwrap_or_default();
         let store_id = req.target.store_id;
         let cancel = req.backoffer.cancel_token();
@@ -812,4 +804,13 @@ impl PoolHandle {
                 .collect()
         })
     }
+}
+
+/// The resource-control priority override of a request (0 = none), which orders the
+/// batch queue.
+fn override_priority(req: &RpcRequest) -> u64 {
+    req.context
+        .resource_control_context
+        .as_ref()
+        .map_or(0, |r| r.override_priority)
 }
