@@ -1,5 +1,8 @@
 //! Region lookup cost of the region cache against a plain `BTreeMap` in the same run, at
 //! 10k and 1M cached regions, with random and sequential keys.
+//!
+//! `REGION_BENCH_SIZES=10000` (a comma-separated list) limits the sizes built, e.g. to
+//! profile one case without building the 1M-region cache.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -126,7 +129,11 @@ fn btree_lookup(
 }
 
 fn bench(c: &mut Criterion) {
-    for n in [10_000u64, 1_000_000] {
+    let sizes: Vec<u64> = std::env::var("REGION_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 1_000_000]);
+    for n in sizes {
         let (cache, map) = build(n);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
         let random: Vec<Vec<u8>> = (0..4096).map(|_| key(rng.random_range(0..n))).collect();

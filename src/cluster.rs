@@ -84,13 +84,7 @@ impl Cluster {
     pub async fn from_pd(pd: PdClient, mode: KeyMode, config: &Config) -> Result<Cluster> {
         let meta: Arc<dyn RegionMetaClient> =
             Arc::new(CodecPdClient::new(Arc::new(pd.clone()), mode));
-        let regions = RegionCache::new(
-            meta,
-            RegionCacheOptions {
-                ttl_secs: config.tikv_client.region_cache_ttl.as_secs() as i64,
-                ..RegionCacheOptions::default()
-            },
-        );
+        let regions = RegionCache::new(meta, RegionCacheOptions::from_config(&config.tikv_client));
         // Liveness probes use the configured timeout and the cluster's TLS (SC-9, SC-11).
         let tls = config.security.to_tls_config().await?;
         regions.stores().set_prober(Arc::new(GrpcHealthProber::new(
@@ -119,13 +113,7 @@ impl Cluster {
         let pd = mock.pd().clone();
         let meta: Arc<dyn RegionMetaClient> =
             Arc::new(CodecPdClient::new(Arc::new(pd.clone()), mode));
-        let regions = RegionCache::new(
-            meta,
-            RegionCacheOptions {
-                ttl_secs: config.tikv_client.region_cache_ttl.as_secs() as i64,
-                ..RegionCacheOptions::default()
-            },
-        );
+        let regions = RegionCache::new(meta, RegionCacheOptions::from_config(&config.tikv_client));
         // Liveness comes from the mock's probe (MC-3.7.1): no sockets.
         regions
             .stores()

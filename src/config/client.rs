@@ -388,6 +388,13 @@ pub struct TikvClientConfig {
     /// A cached region not accessed for this long is reloaded from PD (client-go
     /// `RegionCacheTTL`, seconds there; default 600 s). Must not be zero.
     pub region_cache_ttl: Duration,
+    /// Upper bound of the random extra idle time each region gets on top of
+    /// [`region_cache_ttl`](Self::region_cache_ttl), so regions loaded together do not
+    /// all expire together: a region lives `[ttl, ttl + jitter)` after its last use
+    /// (client-go's `regionCacheTTLJitterSec`, set there with
+    /// `SetRegionCacheTTLWithJitter`; default 60 s). Zero disables the jitter; whole
+    /// seconds count.
+    pub region_cache_ttl_jitter: Duration,
     /// Most requests in flight to one store before new ones fail with a token-limit error;
     /// 0 means unlimited (client-go `StoreLimit` together with the global `kv.StoreLimit`
     /// the sender reads; default 0).
@@ -433,6 +440,7 @@ impl Default for TikvClientConfig {
             batch_wait_size: 8,
             enable_chunk_rpc: true,
             region_cache_ttl: Duration::from_secs(600),
+            region_cache_ttl_jitter: Duration::from_secs(60),
             store_limit: 0,
             store_liveness_timeout: DEF_STORE_LIVENESS_TIMEOUT,
             copr_cache: CoprocessorCache::default(),
@@ -506,6 +514,8 @@ setters!(TikvClientConfig {
     with_enable_chunk_rpc => enable_chunk_rpc: bool;
     /// Sets [`region_cache_ttl`](Self::region_cache_ttl).
     with_region_cache_ttl => region_cache_ttl: Duration;
+    /// Sets [`region_cache_ttl_jitter`](Self::region_cache_ttl_jitter).
+    with_region_cache_ttl_jitter => region_cache_ttl_jitter: Duration;
     /// Sets [`store_limit`](Self::store_limit).
     ///
     /// ```

@@ -73,6 +73,7 @@ fn defaults_match_client_go() {
     assert_eq!(t.batch_wait_size, 8);
     assert!(t.enable_chunk_rpc);
     assert_eq!(t.region_cache_ttl, Duration::from_secs(600));
+    assert_eq!(t.region_cache_ttl_jitter, Duration::from_secs(60));
     assert_eq!(t.store_limit, 0);
     assert_eq!(t.store_liveness_timeout, Duration::from_secs(1));
     assert_eq!(t.copr_cache.capacity_mb, 1000.0);

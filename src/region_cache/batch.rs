@@ -61,7 +61,7 @@ impl Index {
             if !alive(r) || !contains(&r.start, &r.end, &last_start) {
                 break;
             }
-            last_start = r.end.clone();
+            last_start = r.end.to_vec();
             out.push(r.clone());
         }
         out
@@ -184,7 +184,7 @@ impl RegionCache {
         let mut start = Vec::new();
         loop {
             let page = self.scan_regions(bo, &start, &[], REFRESH_PAGE).await?;
-            let next = page.last().map(|r| r.end.clone());
+            let next = page.last().map(|r| r.end.to_vec());
             all.extend(page);
             match next {
                 Some(end) if !end.is_empty() => start = end,
@@ -285,7 +285,7 @@ impl RegionCache {
                         covered = true;
                         break 'scan;
                     }
-                    start = r.end.clone();
+                    start = r.end.to_vec();
                 }
                 if batch.len() < per_batch {
                     break;
@@ -302,7 +302,7 @@ impl RegionCache {
             let loaded = self
                 .batch_load_regions_with_key_ranges(bo, &uncached[..n], REGIONS_PER_BATCH, opts)
                 .await?;
-            let Some(last_end) = loaded.last().map(|r| r.end.clone()) else {
+            let Some(last_end) = loaded.last().map(|r| r.end.to_vec()) else {
                 return Err(Error::new(ErrorDetail::Internal(
                     "batch load returned no region without an error".into(),
                 )));

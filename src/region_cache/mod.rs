@@ -54,7 +54,10 @@ fn labels_get_region(prev: bool) -> &'static str {
 
 mod batch;
 mod buckets;
+mod key;
 mod rpc_context;
+
+use key::IndexKey;
 #[cfg(test)]
 mod tests;
 
@@ -136,13 +139,9 @@ impl TtlClock {
         self.ttl_secs.load(Ordering::Relaxed)
     }
 
-    /// The jitter in force: the configured one, but never more than a tenth of the base
-    /// TTL. client-go pairs a 600 s TTL with a 60 s jitter; the cap keeps that pairing and
-    /// stops the default jitter from swamping a short configured TTL (a 2 s TTL would
-    /// otherwise live anywhere between 2 and 62 s). 0 disables jitter.
+    /// The jitter in force; 0 disables it.
     fn jitter_secs(&self) -> i64 {
-        let jitter = self.jitter_secs.load(Ordering::Relaxed);
-        jitter.min(self.ttl_secs() / 10).max(0)
+        self.jitter_secs.load(Ordering::Relaxed).max(0)
     }
 
     /// `nextTTL` (RC-7): now + TTL + a random jitter below the jitter in force.
@@ -161,9 +160,22 @@ pub struct RegionCacheOptions {
     /// Idle TTL base in seconds (`TiKVClient.RegionCacheTTL`, RC-7).
     pub ttl_secs: i64,
     /// TTL jitter in seconds (RC-7): each renewal adds a random `0..jitter` so regions
-    /// loaded together do not expire together. 0 disables it; the jitter in force never
-    /// exceeds a tenth of `ttl_secs` (client-go's pairing of 600 s with 60 s).
+    /// loaded together do not expire together. 0 disables it. As in client-go it is
+    /// independent of `ttl_secs`: a 2 s TTL with the default 60 s jitter lives 2 to 62 s.
     pub ttl_jitter_secs: i64,
+}
+
+impl RegionCacheOptions {
+    /// The options a client configuration asks for
+    /// ([`region_cache_ttl`](crate::config::TikvClientConfig::region_cache_ttl) and
+    /// [`region_cache_ttl_jitter`](crate::config::TikvClientConfig::region_cache_ttl_jitter)).
+    pub fn from_config(config: &crate::config::TikvClientConfig) -> RegionCacheOptions {
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        RegionCacheOptions {
+            ttl_secs: secs(config.region_cache_ttl),
+            ttl_jitter_secs: secs(config.region_cache_ttl_jitter),
+        }
+    }
 }
 
 impl Default for RegionCacheOptions {
@@ -179,9 +191,10 @@ impl Default for RegionCacheOptions {
 #[derive(Debug)]
 pub struct Region {
     ver: RegionVerId,
-    /// Immutable copies of the range, so index searches take no snapshot lock.
-    start: Vec<u8>,
-    end: Vec<u8>,
+    /// Immutable copies of the range, so index searches take no snapshot lock; inline
+    /// when short, so checking a hit reads no other allocation.
+    start: IndexKey,
+    end: IndexKey,
     snap: RwLock<Arc<RegionSnapshot>>,
     ttl: AtomicI64,
     flags: AtomicU8,
@@ -304,7 +317,7 @@ impl Region {
 
 #[derive(Debug, Default)]
 struct Index {
-    sorted: BTreeMap<Vec<u8>, Arc<Region>>,
+    sorted: BTreeMap<IndexKey, Arc<Region>>,
     regions: HashMap<RegionVerId, Arc<Region>>,
     latest: HashMap<u64, RegionVerId>,
 }
@@ -318,10 +331,23 @@ impl Index {
         } else {
             Bound::Included(key)
         };
-        let (_, r) = self
-            .sorted
-            .range::<[u8], _>((Bound::Unbounded, upper))
-            .next_back()?;
+        // Short keys (nearly all) search with an `IndexKey` probe, whose comparisons are
+        // word compares; longer ones search with the bytes (both orders agree, key.rs).
+        let (_, r) = match IndexKey::probe(key) {
+            Some(probe) => {
+                let upper = match upper {
+                    Bound::Excluded(_) => Bound::Excluded(&probe),
+                    _ => Bound::Included(&probe),
+                };
+                self.sorted
+                    .range::<IndexKey, _>((Bound::Unbounded, upper))
+                    .next_back()?
+            }
+            None => self
+                .sorted
+                .range::<[u8], _>((Bound::Unbounded, upper))
+                .next_back()?,
+        };
         let hit = if is_end {
             contains_by_end(&r.start, &r.end, key)
         } else {
@@ -346,7 +372,7 @@ impl Index {
         }
         let snap = r.snapshot();
         let (start, end) = (snap.region.start_key.clone(), snap.region.end_key.clone());
-        let mut overlapped: Vec<Vec<u8>> = Vec::new();
+        let mut overlapped: Vec<IndexKey> = Vec::new();
         for (k, item) in self
             .sorted
             .range::<[u8], _>((Bound::Included(&start[..]), Bound::Unbounded))
@@ -361,7 +387,7 @@ impl Index {
         }
         let removed: Vec<Arc<Region>> = overlapped
             .iter()
-            .filter_map(|k| self.sorted.remove(k))
+            .filter_map(|k| self.sorted.remove(k.as_slice()))
             .collect();
         if let Some(old) = removed.first() {
             let old_snap = old.snapshot();
@@ -387,7 +413,7 @@ impl Index {
                 old.invalidate(InvalidReason::Other);
             }
         }
-        self.sorted.insert(start, r.clone());
+        self.sorted.insert(IndexKey::new(&start), r.clone());
         self.regions.insert(r.ver, r.clone());
         self.latest.insert(r.ver.id, r.ver);
         true
@@ -460,9 +486,9 @@ impl RegionCache {
     }
 
     /// Changes the idle TTL and its jitter of a live cache, in seconds (client-go's
-    /// `SetRegionCacheTTLWithJitter`, RC-7). Regions keep their current deadline and pick
-    /// the new values up at their next renewal. A jitter of 0 disables jitter; the jitter
-    /// in force never exceeds a tenth of `ttl_secs`.
+    /// `SetRegionCacheTTLWithJitter`, RC-7): a region then lives `[ttl, ttl + jitter)`
+    /// after its last use. Regions keep their current deadline and pick the new values up
+    /// at their next renewal. A jitter of 0 disables jitter.
     pub fn set_ttl_with_jitter(&self, ttl_secs: i64, jitter_secs: i64) {
         let clock = &self.inner.clock;
         clock.ttl_secs.store(ttl_secs.max(0), Ordering::Relaxed);
@@ -806,8 +832,8 @@ impl RegionCache {
         };
         let r = Region {
             ver,
-            start: snap.region.start_key.clone(),
-            end: snap.region.end_key.clone(),
+            start: IndexKey::new(&snap.region.start_key),
+            end: IndexKey::new(&snap.region.end_key),
             snap: RwLock::new(Arc::new(snap)),
             ttl: AtomicI64::new(self.inner.clock.next_ttl(self.inner.clock.now())),
             flags: AtomicU8::new(if down.is_empty() {
@@ -853,8 +879,8 @@ impl RegionCache {
         };
         let r = Arc::new(Region {
             ver,
-            start: snap.region.start_key.clone(),
-            end: snap.region.end_key.clone(),
+            start: IndexKey::new(&snap.region.start_key),
+            end: IndexKey::new(&snap.region.end_key),
             snap: RwLock::new(Arc::new(snap)),
             ttl: AtomicI64::new(self.inner.clock.next_ttl(self.inner.clock.now())),
             flags: AtomicU8::new(0),
@@ -1128,7 +1154,7 @@ impl RegionCache {
                 .enumerate()
             {
                 if seen == limit.max(1) {
-                    next = k.clone();
+                    next = k.to_vec();
                     break;
                 }
                 if let Some(hook) = &hook {
@@ -1168,8 +1194,8 @@ impl RegionCache {
         if !expired.is_empty() {
             let mut idx = self.write();
             for (k, ver) in expired {
-                if idx.sorted.get(&k).is_some_and(|r| r.ver == ver) {
-                    idx.sorted.remove(&k);
+                if idx.sorted.get(k.as_slice()).is_some_and(|r| r.ver == ver) {
+                    idx.sorted.remove(k.as_slice());
                 }
                 idx.remove_version(&ver);
             }

@@ -1877,8 +1877,8 @@ async fn wait_buckets(s: &Suite, key: &[u8], want: Option<&metapb::Buckets>) {
 fn fake_region(like: &Region, snap: RegionSnapshot) -> Arc<Region> {
     Arc::new(Region {
         ver: snap.ver,
-        start: snap.region.start_key.clone(),
-        end: snap.region.end_key.clone(),
+        start: super::IndexKey::new(&snap.region.start_key),
+        end: super::IndexKey::new(&snap.region.end_key),
         snap: RwLock::new(Arc::new(snap)),
         ttl: AtomicI64::new(like.ttl()),
         flags: AtomicU8::new(like.flags()),
@@ -2981,4 +2981,54 @@ async fn tiflash_recovered_from_down() {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
     assert!(reached, "should access peer3 after it is up");
+}
+
+/// RC-7: a renewed region lives `[ttl, ttl + jitter)` after its last use, with the jitter
+/// independent of the TTL as in client-go's `nextTTL` (a 2 s TTL with a 60 s jitter may
+/// live up to 61 s), and no jitter at all when it is 0.
+#[tokio::test(start_paused = true)]
+async fn ttl_jitter_spans_the_configured_range() {
+    let s = Suite::new();
+    let (mut keys, mut last) = (Vec::new(), s.region1);
+    for i in 0..40u8 {
+        let key = vec![b'k', i];
+        last = s.split(last, &key).0;
+        keys.push(key);
+    }
+    s.cache.set_ttl_with_jitter(2, 60);
+    let mut extra = Vec::new();
+    for key in &keys {
+        let r = s.locate(key).await;
+        let ttl = s.cache.get_cached(&r.ver).expect("cached").ttl();
+        extra.push(ttl - s.cache.now_secs() - 2);
+    }
+    assert!(extra.iter().all(|e| (0..60).contains(e)), "{extra:?}");
+    assert!(
+        extra.iter().any(|e| *e >= 6),
+        "jitter is not capped at a tenth of the TTL: {extra:?}"
+    );
+    s.cache.clear();
+    s.cache.set_ttl_with_jitter(2, 0);
+    let r = s.locate(b"a").await;
+    let ttl = s.cache.get_cached(&r.ver).expect("cached").ttl();
+    assert_eq!(ttl, s.cache.now_secs() + 2);
+}
+
+/// `RegionCacheOptions::from_config` takes the TTL and its jitter from the client config.
+#[test]
+fn options_follow_the_client_config() {
+    let config = crate::config::TikvClientConfig::default()
+        .with_region_cache_ttl(std::time::Duration::from_secs(30))
+        .with_region_cache_ttl_jitter(std::time::Duration::ZERO);
+    assert_eq!(
+        RegionCacheOptions::from_config(&config),
+        RegionCacheOptions {
+            ttl_secs: 30,
+            ttl_jitter_secs: 0
+        }
+    );
+    assert_eq!(
+        RegionCacheOptions::from_config(&crate::config::TikvClientConfig::default()),
+        RegionCacheOptions::default()
+    );
 }

@@ -1864,7 +1864,9 @@ async fn leader_stuck() {
 /// store's address and labels.
 async fn down_peer_avoided() -> (Env, Stub, Pipeline, String, Vec<metapb::StoreLabel>) {
     let mut config = Config::default();
+    // client-go: SetRegionCacheTTLWithJitter(2, 0).
     config.tikv_client.region_cache_ttl = Duration::from_secs(2);
+    config.tikv_client.region_cache_ttl_jitter = Duration::ZERO;
     let env = Env::with_config(3, config).await;
     let down_store = env.stores[2];
     let down_addr = store_addr(&env, down_store);
