@@ -249,3 +249,62 @@ impl crate::locate::ConnectionControl for Fake {
         false
     }
 }
+
+/// Reading back what a `metrics_util` debugging recorder saw, for the tests of the layers
+/// that record metrics.
+pub(crate) mod recorded {
+    use std::collections::BTreeMap;
+
+    use metrics_util::debugging::{DebugValue, Snapshotter};
+
+    /// Every observation of a local recorder: `(name, sorted labels) -> value`.
+    pub(crate) type Observed = BTreeMap<(String, Vec<(String, String)>), DebugValue>;
+
+    /// Takes a snapshot of the recorder behind `snapshotter`.
+    pub(crate) fn observed(snapshotter: &Snapshotter) -> Observed {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(ck, _, _, value)| {
+                let key = ck.key();
+                let mut labels: Vec<(String, String)> = key
+                    .labels()
+                    .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                    .collect();
+                labels.sort();
+                ((key.name().to_owned(), labels), value)
+            })
+            .collect()
+    }
+
+    /// The [`Observed`] key of metric `name` with `labels` in any order.
+    pub(crate) fn key(name: &str, labels: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        labels.sort();
+        (name.to_owned(), labels)
+    }
+
+    /// The counter's value, `None` when it was never registered.
+    pub(crate) fn counter(obs: &Observed, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        match obs.get(&key(name, labels)) {
+            Some(DebugValue::Counter(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The histogram's samples, `None` when it was never registered.
+    pub(crate) fn histogram(
+        obs: &Observed,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<Vec<f64>> {
+        match obs.get(&key(name, labels)) {
+            Some(DebugValue::Histogram(v)) => Some(v.iter().map(|f| f.into_inner()).collect()),
+            _ => None,
+        }
+    }
+}

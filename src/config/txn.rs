@@ -15,12 +15,18 @@ pub struct PdClientConfig {
     /// The longest the client waits for a PD response (client-go `PDServerTimeout`, seconds
     /// there; default 3 s). Must not be zero.
     pub pd_server_timeout: Duration,
+    /// Whether PD followers may answer region reads (get/prev region, region by id,
+    /// scan and batch-scan regions), spreading them round robin over the leader and the
+    /// followers. It mirrors the PD client's `EnableFollowerHandle` option, which TiDB
+    /// turns on and client-go leaves off; default `false`.
+    pub enable_follower_handle: bool,
 }
 
 impl Default for PdClientConfig {
     fn default() -> Self {
         PdClientConfig {
             pd_server_timeout: Duration::from_secs(3),
+            enable_follower_handle: false,
         }
     }
 }
@@ -36,6 +42,8 @@ setters!(PdClientConfig {
     /// assert_eq!(pd.pd_server_timeout, Duration::from_secs(10));
     /// ```
     with_pd_server_timeout => pd_server_timeout: Duration;
+    /// Sets [`enable_follower_handle`](Self::enable_follower_handle).
+    with_enable_follower_handle => enable_follower_handle: bool;
 });
 
 impl PdClientConfig {

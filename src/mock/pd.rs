@@ -300,7 +300,9 @@ impl MockPd {
         })
     }
 
-    /// Empty success (MC-1.15.7).
+    /// PD service mode: the PD leader serves TSO (MC-1.15.7). A real PD always lists a
+    /// mode, and the PD client fails its creation on an answer without one (PD-7), so the
+    /// mock lists one too rather than the empty success MC-1.15.7 allows.
     pub async fn get_cluster_info(
         &self,
         req: pdpb::GetClusterInfoRequest,
@@ -309,6 +311,7 @@ impl MockPd {
         self.enter("GetClusterInfo", None).await?;
         Ok(pdpb::GetClusterInfoResponse {
             header: self.h(),
+            service_modes: vec![pdpb::ServiceMode::PdSvcMode as i32],
             ..Default::default()
         })
     }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{ClientTlsConfig, Endpoint};
 
-use super::health::{self, Availability, FOLLOWER_UNAVAILABLE_FOR};
+use super::health::{self, ApiKind, Availability, FOLLOWER_UNAVAILABLE_FOR};
 use super::layer::{PdChannel, pd_channel};
 use super::tso::{self, TsoCall};
 use super::{KeyRange, RegionInfo, RegionMetaClient, RegionOptions};
@@ -65,6 +65,19 @@ pub struct PdClientOptions {
     /// `config.EnableForwarding`, passed as the PD client's `WithForwardingOption`).
     /// Default false.
     pub enable_forwarding: bool,
+    /// Let PD followers answer region reads whose caller allows it
+    /// ([`RegionOptions::allow_follower`]): `GetRegion`, `GetPrevRegion`, `GetRegionByID`,
+    /// `ScanRegions` and `BatchScanRegions` then go round robin to the leader and the
+    /// available followers, and a follower answers from its own, possibly stale, copy of
+    /// the region table (PD-6). When the follower fails, or cannot serve the read
+    /// (`REGION_NOT_FOUND`: its copy is not synced; such a follower is skipped for 10 s),
+    /// the same call asks the leader, so the caller sees the leader's answer. Store reads
+    /// always go to the leader.
+    ///
+    /// The PD client's `opt.EnableFollowerHandle` option (`opt.WithEnableFollowerHandle`),
+    /// which TiDB sets from `pd_enable_follower_handle_region`; `tikv.NewPDClient` leaves it
+    /// off. Default false: every region read goes to the leader.
+    pub enable_follower_handle: bool,
     /// How often the leader and the followers are probed with the gRPC health service
     /// (PD-5; the PD client's `MemberHealthCheckInterval`, 1 s). A follower probe may take
     /// a third of it; the leader probe the client timeout.
@@ -86,6 +99,7 @@ impl Default for PdClientOptions {
             max_tso_batch: 10_000,
             tso_retry_interval: Duration::from_millis(50),
             enable_forwarding: false,
+            enable_follower_handle: false,
             health_check_interval: MEMBER_HEALTH_CHECK_INTERVAL,
             service_mode_interval: SERVICE_MODE_UPDATE_INTERVAL,
         }
@@ -93,8 +107,9 @@ impl Default for PdClientOptions {
 }
 
 impl PdClientOptions {
-    /// Options from a [`Config`](crate::config::Config): PD timeout, keepalive, TLS and
-    /// the forwarding flag (`enable_forwarding`, PD-20).
+    /// Options from a [`Config`](crate::config::Config): PD timeout, keepalive, TLS, the
+    /// forwarding flag (`enable_forwarding`, PD-20) and follower-handled region reads
+    /// (`pd_client.enable_follower_handle`).
     ///
     /// PD uses TLS only when a client certificate or key is configured (PD-24); the files
     /// are read with `tokio::fs`.
@@ -115,6 +130,7 @@ impl PdClientOptions {
             keepalive_time: Some(config.tikv_client.grpc_keepalive_time),
             keepalive_timeout: Some(config.tikv_client.grpc_keepalive_timeout),
             enable_forwarding: config.enable_forwarding,
+            enable_follower_handle: config.pd_client.enable_follower_handle,
             ..PdClientOptions::default()
         })
     }
@@ -342,10 +358,17 @@ async fn get_members(
 
 impl PdClient {
     /// Connects to the PD cluster at `endpoints` (`host:port` or URLs): adopts the cluster
-    /// id, finds the leader and starts the member loop and the TSO dispatcher (PD-3, PD-4).
+    /// id, finds the leader, learns the service mode and starts the member loop, the TSO
+    /// dispatcher, the health loop and the service-mode loop (PD-3, PD-4, PD-5, PD-7).
     ///
     /// Fails when no endpoint answers after `max_init_retries` rounds, or when two
     /// endpoints report different cluster ids ([`ErrorDetail::MismatchClusterId`]).
+    /// Like the PD client's `Init`, it also fails when the leader's `GetClusterInfo`
+    /// (the first service-mode check) fails `max_init_retries` times, 1 s apart, with the
+    /// last check's error: a gRPC error other than `Unimplemented` ([`ErrorDetail::Grpc`],
+    /// [`ErrorDetail::Transport`]), a timeout ([`ErrorDetail::PdServerTimeout`]), a header
+    /// error ([`ErrorDetail::Pd`]) or an answer without a service mode
+    /// ([`ErrorDetail::Malformed`]). An old PD answering `Unimplemented` is PD mode.
     ///
     /// # Cancel safety
     ///
@@ -432,11 +455,15 @@ impl PdClient {
             client.update_members().await?;
         }
         // The service mode decides where timestamps come from, so learn it before the first
-        // one is asked for (PD-7). Unlike the PD client, a failure here does not fail the
-        // creation: the mode stays PD and the loop asks again.
-        if let Err(e) = health::check_service_mode(&client.inner).await {
-            tracing::debug!(error = %e, "initial PD service mode check failed");
-        }
+        // one is asked for (PD-7). As in the PD client's `Init`, the check is retried like
+        // the other init steps and creation fails when it never succeeds; dropping the
+        // half-built client here cancels everything it set up.
+        health::init_service_mode(
+            &client.inner,
+            client.inner.opts.max_init_retries,
+            INIT_RETRY_INTERVAL,
+        )
+        .await?;
         let weak = Arc::downgrade(&client.inner);
         let cancel = client.inner.cancel.clone();
         let tasks = vec![
@@ -470,12 +497,14 @@ impl PdClient {
     }
 
     /// Whether the member at `url` may serve requests: its last health probe succeeded and
-    /// it is not excluded after a `REGION_NOT_FOUND` answer (PD-5). Members never probed
-    /// are available.
+    /// no `REGION_NOT_FOUND` answer, to a forwarded (PD-5) or a follower-handled (PD-6)
+    /// region read, excludes it at the moment. Members never probed are available.
     pub fn member_available(&self, url: &str) -> bool {
-        self.inner
-            .availability()
-            .is_available(url, tokio::time::Instant::now())
+        let now = tokio::time::Instant::now();
+        let avail = self.inner.availability();
+        [ApiKind::Forward, ApiKind::Universal]
+            .into_iter()
+            .all(|kind| avail.is_available(kind, url, now))
     }
 
     /// The service mode PD last reported (PD-7); PD mode until PD says otherwise.
@@ -578,6 +607,7 @@ impl PdClient {
                         {
                             tracing::info!(call = name, url = %url, "PD follower cannot serve the region query, skipping it for 10s");
                             self.inner.availability().mark_unavailable(
+                                ApiKind::Forward,
                                 &url,
                                 tokio::time::Instant::now(),
                                 FOLLOWER_UNAVAILABLE_FOR,
@@ -599,6 +629,61 @@ impl PdClient {
             }
             bo.backoff(BackoffKind::PdRpc, err).await?;
         }
+    }
+
+    /// A region read (PD-6): with [`PdClientOptions::enable_follower_handle`] on and the
+    /// caller allowing it, first one attempt on the next available member of the leader
+    /// and the followers (round robin, the PD client's `GetServiceClientByKind(
+    /// UniversalAPIKind)`), a follower being asked to answer itself; otherwise, or when that
+    /// follower fails or answers with a header error, the call runs on the leader as
+    /// [`unary`](Self::unary) runs it (the PD client's `serviceAPIClient.NeedRetry`
+    /// followed by `getClientAndContext`). A follower answering `REGION_NOT_FOUND` (its
+    /// region table is not synced) is skipped for follower-handled reads for 10 s; other
+    /// failures only send this call to the leader, the health probes deciding whether the
+    /// follower stays a candidate.
+    async fn region_read<Resp, F, Fut>(
+        &self,
+        name: &'static str,
+        allow_follower: bool,
+        f: F,
+    ) -> Result<Resp>
+    where
+        Resp: HasHeader,
+        F: Fn(PdGrpc<PdChannel>, pdpb::RequestHeader) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        if allow_follower && self.inner.opts.enable_follower_handle {
+            match follower_handle_target(&self.inner) {
+                Ok(Some(target)) => {
+                    let url = target.url;
+                    let failure = match f(PdGrpc::new(target.channel), self.header()).await {
+                        Ok(resp) => {
+                            let resp = resp.into_inner();
+                            match check_header(resp.header(), self.inner.cluster_id) {
+                                Ok(()) => return Ok(resp),
+                                Err(e) => e,
+                            }
+                        }
+                        Err(status) => status_error(status, &url),
+                    };
+                    if is_region_not_found(&failure) {
+                        self.inner.availability().mark_unavailable(
+                            ApiKind::Universal,
+                            &url,
+                            tokio::time::Instant::now(),
+                            FOLLOWER_UNAVAILABLE_FOR,
+                        );
+                    }
+                    tracing::debug!(call = name, url = %url, error = %failure, "PD follower did not serve the region read, asking the leader");
+                }
+                // The pick is the leader, or no member is available: the leader path.
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(call = name, error = %e, "no PD follower channel, asking the leader");
+                }
+            }
+        }
+        self.unary(name, f).await
     }
 
     /// A fresh timestamp from the TSO (client-go's `GetTS`), batched with concurrent
@@ -676,13 +761,25 @@ impl PdClient {
 
     /// `PD/GetRegion` (client-go's `GetRegion`): the region containing `key`.
     ///
+    /// Always asked of the leader; through [`RegionMetaClient`] with
+    /// [`RegionOptions::allow_follower`] a follower may answer (PD-6).
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe.
     pub async fn get_region(&self, key: &[u8], need_buckets: bool) -> Result<Option<RegionInfo>> {
-        let key = key.to_vec();
+        self.get_region_with(key.to_vec(), leader_read(need_buckets))
+            .await
+    }
+
+    async fn get_region_with(
+        &self,
+        key: Vec<u8>,
+        opts: RegionOptions,
+    ) -> Result<Option<RegionInfo>> {
+        let need_buckets = opts.need_buckets;
         let resp = self
-            .unary("GetRegion", |mut c, header| {
+            .region_read("GetRegion", opts.allow_follower, |mut c, header| {
                 let key = key.clone();
                 async move {
                     c.get_region(pdpb::GetRegionRequest {
@@ -699,6 +796,9 @@ impl PdClient {
 
     /// `PD/GetPrevRegion`: the region just before the one containing `key`.
     ///
+    /// Always asked of the leader; through [`RegionMetaClient`] with
+    /// [`RegionOptions::allow_follower`] a follower may answer (PD-6).
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe.
@@ -707,9 +807,18 @@ impl PdClient {
         key: &[u8],
         need_buckets: bool,
     ) -> Result<Option<RegionInfo>> {
-        let key = key.to_vec();
+        self.get_prev_region_with(key.to_vec(), leader_read(need_buckets))
+            .await
+    }
+
+    async fn get_prev_region_with(
+        &self,
+        key: Vec<u8>,
+        opts: RegionOptions,
+    ) -> Result<Option<RegionInfo>> {
+        let need_buckets = opts.need_buckets;
         let resp = self
-            .unary("GetPrevRegion", |mut c, header| {
+            .region_read("GetPrevRegion", opts.allow_follower, |mut c, header| {
                 let key = key.clone();
                 async move {
                     c.get_prev_region(pdpb::GetRegionRequest {
@@ -726,6 +835,9 @@ impl PdClient {
 
     /// `PD/GetRegionByID`.
     ///
+    /// Always asked of the leader; through [`RegionMetaClient`] with
+    /// [`RegionOptions::allow_follower`] a follower may answer (PD-6).
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe.
@@ -734,20 +846,37 @@ impl PdClient {
         id: u64,
         need_buckets: bool,
     ) -> Result<Option<RegionInfo>> {
+        self.get_region_by_id_with(id, leader_read(need_buckets))
+            .await
+    }
+
+    async fn get_region_by_id_with(
+        &self,
+        id: u64,
+        opts: RegionOptions,
+    ) -> Result<Option<RegionInfo>> {
+        let need_buckets = opts.need_buckets;
         let resp = self
-            .unary("GetRegionByID", |mut c, header| async move {
-                c.get_region_by_id(pdpb::GetRegionByIdRequest {
-                    header: Some(header),
-                    region_id: id,
-                    need_buckets,
-                })
-                .await
-            })
+            .region_read(
+                "GetRegionByID",
+                opts.allow_follower,
+                |mut c, header| async move {
+                    c.get_region_by_id(pdpb::GetRegionByIdRequest {
+                        header: Some(header),
+                        region_id: id,
+                        need_buckets,
+                    })
+                    .await
+                },
+            )
             .await;
         region_response(resp)
     }
 
     /// `PD/ScanRegions`.
+    ///
+    /// Always asked of the leader; through [`RegionMetaClient`] with
+    /// [`RegionOptions::allow_follower`] a follower may answer (PD-6).
     ///
     /// # Cancel safety
     ///
@@ -758,9 +887,24 @@ impl PdClient {
         end: &[u8],
         limit: i32,
     ) -> Result<Vec<RegionInfo>> {
-        let (start, end) = (start.to_vec(), end.to_vec());
+        self.scan_regions_with(
+            start.to_vec(),
+            end.to_vec(),
+            limit,
+            RegionOptions::default(),
+        )
+        .await
+    }
+
+    async fn scan_regions_with(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: i32,
+        opts: RegionOptions,
+    ) -> Result<Vec<RegionInfo>> {
         let resp = self
-            .unary("ScanRegions", |mut c, header| {
+            .region_read("ScanRegions", opts.allow_follower, |mut c, header| {
                 let (start, end) = (start.clone(), end.clone());
                 async move {
                     c.scan_regions(pdpb::ScanRegionsRequest {
@@ -795,6 +939,9 @@ impl PdClient {
 
     /// `PD/BatchScanRegions`.
     ///
+    /// Always asked of the leader; through [`RegionMetaClient`] with
+    /// [`RegionOptions::allow_follower`] a follower may answer (PD-6).
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe.
@@ -805,6 +952,24 @@ impl PdClient {
         need_buckets: bool,
         contain_all_key_range: bool,
     ) -> Result<Vec<RegionInfo>> {
+        let opts = RegionOptions {
+            contain_all_key_range,
+            ..leader_read(need_buckets)
+        };
+        self.batch_scan_regions_with(ranges, limit, opts).await
+    }
+
+    async fn batch_scan_regions_with(
+        &self,
+        ranges: &[KeyRange],
+        limit: i32,
+        opts: RegionOptions,
+    ) -> Result<Vec<RegionInfo>> {
+        let RegionOptions {
+            need_buckets,
+            contain_all_key_range,
+            ..
+        } = opts;
         let ranges: Vec<pdpb::KeyRange> = ranges
             .iter()
             .map(|r| pdpb::KeyRange {
@@ -813,7 +978,7 @@ impl PdClient {
             })
             .collect();
         let resp = self
-            .unary("BatchScanRegions", |mut c, header| {
+            .region_read("BatchScanRegions", opts.allow_follower, |mut c, header| {
                 let ranges = ranges.clone();
                 async move {
                     c.batch_scan_regions(pdpb::BatchScanRegionsRequest {
@@ -1140,7 +1305,7 @@ pub(super) fn serving_target(inner: &Inner) -> Result<Target> {
     }
     if inner.opts.enable_forwarding && !inner.availability().is_reachable(&leader) {
         let now = tokio::time::Instant::now();
-        let picked = inner.availability().pick_follower(&followers, now);
+        let picked = inner.availability().pick(ApiKind::Forward, &followers, now);
         if let Some(f) = picked
             && let Some(channel) = channel_for(inner, &f)?.forwarded_to(&leader)
         {
@@ -1158,6 +1323,47 @@ pub(super) fn serving_target(inner: &Inner) -> Result<Target> {
         channel,
         via_follower: false,
     })
+}
+
+/// Where a region read allowed on followers goes first (PD-6; the PD client's
+/// `getServiceClient` with follower handling): the next available member of the leader
+/// and the followers, round robin with its own cursor ([`ApiKind::Universal`]).
+///
+/// `None` when that member is the leader, or no member is available: the read then takes
+/// the leader path ([`serving_target`]). A follower's channel carries the follower-handle
+/// header.
+fn follower_handle_target(inner: &Inner) -> Result<Option<Target>> {
+    let (leader, followers) = inner.leader_and_followers();
+    if leader.is_empty() {
+        return Ok(None);
+    }
+    let mut candidates = Vec::with_capacity(followers.len() + 1);
+    candidates.push(leader.clone());
+    candidates.extend(followers);
+    let now = tokio::time::Instant::now();
+    let picked = inner
+        .availability()
+        .pick(ApiKind::Universal, &candidates, now);
+    match picked {
+        Some(url) if url != leader => {
+            let channel = channel_for(inner, &url)?.follower_handled();
+            Ok(Some(Target {
+                url,
+                channel,
+                via_follower: true,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The options of a region read the leader must answer (the inherent methods of
+/// [`PdClient`]; the [`RegionMetaClient`] methods take the caller's options).
+fn leader_read(need_buckets: bool) -> RegionOptions {
+    RegionOptions {
+        need_buckets,
+        ..RegionOptions::default()
+    }
 }
 
 /// Whether `err` is PD's `REGION_NOT_FOUND` header error.
@@ -1300,7 +1506,7 @@ impl RegionMetaClient for PdClient {
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
         let this = self.clone();
-        Box::pin(async move { this.get_region(&key, opts.need_buckets).await })
+        Box::pin(async move { this.get_region_with(key, opts).await })
     }
     fn get_prev_region(
         &self,
@@ -1308,7 +1514,7 @@ impl RegionMetaClient for PdClient {
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
         let this = self.clone();
-        Box::pin(async move { this.get_prev_region(&key, opts.need_buckets).await })
+        Box::pin(async move { this.get_prev_region_with(key, opts).await })
     }
     fn get_region_by_id(
         &self,
@@ -1316,17 +1522,17 @@ impl RegionMetaClient for PdClient {
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Option<RegionInfo>>> {
         let this = self.clone();
-        Box::pin(async move { this.get_region_by_id(id, opts.need_buckets).await })
+        Box::pin(async move { this.get_region_by_id_with(id, opts).await })
     }
     fn scan_regions(
         &self,
         start: Vec<u8>,
         end: Vec<u8>,
         limit: i32,
-        _opts: RegionOptions,
+        opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
         let this = self.clone();
-        Box::pin(async move { this.scan_regions(&start, &end, limit).await })
+        Box::pin(async move { this.scan_regions_with(start, end, limit, opts).await })
     }
     fn batch_scan_regions(
         &self,
@@ -1335,15 +1541,7 @@ impl RegionMetaClient for PdClient {
         opts: RegionOptions,
     ) -> BoxFuture<'static, Result<Vec<RegionInfo>>> {
         let this = self.clone();
-        Box::pin(async move {
-            this.batch_scan_regions(
-                &ranges,
-                limit,
-                opts.need_buckets,
-                opts.contain_all_key_range,
-            )
-            .await
-        })
+        Box::pin(async move { this.batch_scan_regions_with(&ranges, limit, opts).await })
     }
     fn get_store(
         &self,

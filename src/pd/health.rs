@@ -1,8 +1,10 @@
-//! PD member health, request forwarding and service mode (PD-5, PD-7).
+//! PD member health, request forwarding, follower handling and service mode (PD-5, PD-6,
+//! PD-7).
 //!
 //! Mirrors the PD client's service discovery (`tikv/pd`, `client/servicediscovery/
 //! service_discovery.go`: `memberHealthCheckLoop`, `checkNetworkAvailable`,
-//! `GetServiceClient`, `serviceAPIClient.NeedRetry`, `updateServiceModeLoop`,
+//! `GetServiceClient`, `GetServiceClientByKind`, `serviceBalancer`,
+//! `serviceAPIClient.NeedRetry`, `Init`, `updateServiceModeLoop`,
 //! `checkServiceModeChanged`), as client-go builds it through `tikv.NewPDClient`:
 //!
 //! - Every [`PdClientOptions::health_check_interval`](super::PdClientOptions) (1 s) the
@@ -15,12 +17,23 @@
 //!   ([`FORWARD_METADATA_KEY`](super::layer::FORWARD_METADATA_KEY)) that names the leader.
 //!   With no follower available, or forwarding off, the leader is used.
 //! - A follower that answers a forwarded region query with `REGION_NOT_FOUND` is marked
-//!   unavailable for 10 s and the query is tried once more on the next target.
-//! - Every [`PdClientOptions::service_mode_interval`](super::PdClientOptions) (3 s) the
-//!   leader is asked `GetClusterInfo`. `PD_SVC_MODE` (or `Unimplemented`, an old PD) means
-//!   the PD leader serves TSO; `API_SVC_MODE` means a TSO microservice does, which this
-//!   client does not support yet: timestamp calls then fail with a
-//!   [`TsoServiceUnsupported`] error instead of asking a leader that will not answer.
+//!   unavailable for forwarding for 10 s and the query is tried once more on the next
+//!   target.
+//! - With follower handling enabled
+//!   ([`PdClientOptions::enable_follower_handle`](super::PdClientOptions)), a region read
+//!   whose caller allows it goes to the next available member of the leader and the
+//!   followers (round robin, its own cursor); a follower gets the follower-handle header
+//!   ([`FOLLOWER_HANDLE_METADATA_KEY`](super::layer::FOLLOWER_HANDLE_METADATA_KEY)). A
+//!   follower answering `REGION_NOT_FOUND` (its region table is not synced) is skipped for
+//!   follower-handled reads for 10 s. These exclusions are kept per kind ([`ApiKind`]).
+//! - At creation the leader is asked `GetClusterInfo` (up to the init retry count, 1 s
+//!   apart), and creation fails if it never answers, as the PD client's `Init` does. Then,
+//!   every [`PdClientOptions::service_mode_interval`](super::PdClientOptions) (3 s), it is
+//!   asked again. `PD_SVC_MODE` (or `Unimplemented`, an old PD) means the PD leader serves
+//!   TSO; `API_SVC_MODE` means a TSO microservice does, which this client does not support
+//!   yet: timestamp calls then fail with a [`TsoServiceUnsupported`] error instead of
+//!   asking a leader that will not answer. A failed periodic check keeps the last mode and
+//!   asks the member loop for a refresh.
 //!
 //! Both loops run as background tasks holding the client weakly; they end when the client
 //! is closed or its last handle is dropped.
@@ -43,67 +56,105 @@ use super::client::{Inner, channel_for, check_header, schedule_check, status_err
 use super::layer::PdChannel;
 
 /// How long a follower that answered a region query with `REGION_NOT_FOUND` is skipped
-/// (PD-5; the PD client's `serviceAPIClient.NeedRetry`).
+/// for that kind of request (PD-5; the PD client's `serviceAPIClient.NeedRetry`).
 pub(super) const FOLLOWER_UNAVAILABLE_FOR: Duration = Duration::from_secs(10);
 /// The shortest loop interval honoured, so a zero option cannot spin a loop.
 const MIN_LOOP_INTERVAL: Duration = Duration::from_millis(10);
 
-/// The health of one PD member as this client sees it.
-#[derive(Debug, Clone, Copy, Default)]
-struct MemberState {
-    /// The last probe failed (the PD client's `networkFailure`).
-    network_failure: bool,
-    /// Skipped for forwarding until then (a `REGION_NOT_FOUND` answer).
-    unavailable_until: Option<Instant>,
+/// Which requests a member is picked for (the PD client's `APIKind`). Each kind has its
+/// own round-robin cursor and its own temporary exclusions, as the PD client keeps one
+/// candidate balancer per kind: a follower that cannot answer region reads itself is still
+/// a good relay for forwarded requests, and the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ApiKind {
+    /// Requests meant for the leader, sent through a follower that relays them while the
+    /// leader fails its probes (`ForwardAPIKind`, PD-5). Candidates: the followers.
+    Forward,
+    /// Region reads any member may answer from its own region table
+    /// (`UniversalAPIKind`, PD-6). Candidates: the leader, then the followers.
+    Universal,
 }
 
-/// Which PD members may serve requests: probe results and temporary exclusions, plus the
-/// round-robin cursor over followers (the PD client's `serviceBalancer`).
+impl ApiKind {
+    const COUNT: usize = 2;
+
+    fn index(self) -> usize {
+        match self {
+            ApiKind::Forward => 0,
+            ApiKind::Universal => 1,
+        }
+    }
+}
+
+/// The round-robin state of one [`ApiKind`] (the PD client's `serviceBalancer`).
+#[derive(Debug, Default)]
+struct Candidates {
+    /// Members skipped for this kind until the given instant (a `REGION_NOT_FOUND`
+    /// answer, the PD client's `serviceAPIClient.unavailableUntil`).
+    excluded_until: HashMap<String, Instant>,
+    /// Where the next pick starts.
+    cursor: usize,
+}
+
+/// Which PD members may serve requests: probe results (shared by every kind), and per
+/// [`ApiKind`] the temporary exclusions and the round-robin cursor.
 ///
 /// Members never probed are available, as a fresh PD service client is.
 #[derive(Debug, Default)]
 pub(super) struct Availability {
-    members: HashMap<String, MemberState>,
-    cursor: usize,
+    /// URLs whose last probe failed (the PD client's `networkFailure`).
+    network_failure: HashMap<String, bool>,
+    kinds: [Candidates; ApiKind::COUNT],
 }
 
 impl Availability {
     /// Records a probe result for `url`.
     pub(super) fn set_network(&mut self, url: &str, ok: bool) {
-        self.members
-            .entry(url.to_owned())
-            .or_default()
-            .network_failure = !ok;
+        self.network_failure.insert(url.to_owned(), !ok);
     }
 
     /// Whether the last probe of `url` succeeded (or it was never probed).
     pub(super) fn is_reachable(&self, url: &str) -> bool {
-        self.members.get(url).is_none_or(|m| !m.network_failure)
+        !self.network_failure.get(url).copied().unwrap_or(false)
     }
 
-    /// Skips `url` for forwarding until `now + duration`.
-    pub(super) fn mark_unavailable(&mut self, url: &str, now: Instant, duration: Duration) {
-        self.members
-            .entry(url.to_owned())
-            .or_default()
-            .unavailable_until = Some(now + duration);
+    /// Skips `url` for requests of `kind` until `now + duration`.
+    pub(super) fn mark_unavailable(
+        &mut self,
+        kind: ApiKind,
+        url: &str,
+        now: Instant,
+        duration: Duration,
+    ) {
+        self.kinds[kind.index()]
+            .excluded_until
+            .insert(url.to_owned(), now + duration);
     }
 
-    /// Whether `url` is reachable and not excluded at `now`.
-    pub(super) fn is_available(&self, url: &str, now: Instant) -> bool {
-        self.members
-            .get(url)
-            .is_none_or(|m| !m.network_failure && m.unavailable_until.is_none_or(|t| now >= t))
+    /// Whether `url` is reachable and not excluded for `kind` at `now`.
+    pub(super) fn is_available(&self, kind: ApiKind, url: &str, now: Instant) -> bool {
+        self.is_reachable(url)
+            && self.kinds[kind.index()]
+                .excluded_until
+                .get(url)
+                .is_none_or(|t| now >= *t)
     }
 
-    /// The next available follower after the last one picked, if any.
-    pub(super) fn pick_follower(&mut self, followers: &[String], now: Instant) -> Option<String> {
-        let n = followers.len();
+    /// The next member of `candidates` available for `kind`, after the last one picked
+    /// for that kind, if any.
+    pub(super) fn pick(
+        &mut self,
+        kind: ApiKind,
+        candidates: &[String],
+        now: Instant,
+    ) -> Option<String> {
+        let n = candidates.len();
+        let start = self.kinds[kind.index()].cursor;
         for i in 0..n {
-            let idx = (self.cursor + i) % n;
-            if self.is_available(&followers[idx], now) {
-                self.cursor = (idx + 1) % n;
-                return Some(followers[idx].clone());
+            let idx = (start + i) % n;
+            if self.is_available(kind, &candidates[idx], now) {
+                self.kinds[kind.index()].cursor = (idx + 1) % n;
+                return Some(candidates[idx].clone());
             }
         }
         None
@@ -111,7 +162,11 @@ impl Availability {
 
     /// Forgets members that left the cluster.
     pub(super) fn retain(&mut self, urls: &[String]) {
-        self.members.retain(|u, _| urls.iter().any(|x| x == u));
+        let keep = |u: &String| urls.iter().any(|x| x == u);
+        self.network_failure.retain(|u, _| keep(u));
+        for k in &mut self.kinds {
+            k.excluded_until.retain(|u, _| keep(u));
+        }
     }
 }
 
@@ -265,6 +320,30 @@ pub(super) async fn check_service_mode(inner: &Inner) -> Result<pdpb::ServiceMod
     Ok(mode)
 }
 
+/// The first service-mode check, part of creating the client (PD-7; the PD client's
+/// `Init` runs `checkServiceModeChanged` under `initRetry` and fails the creation when it
+/// never succeeds): up to `attempts` checks, `interval` apart. Returns the last error when
+/// every check failed.
+pub(super) async fn init_service_mode(
+    inner: &Inner,
+    attempts: usize,
+    interval: Duration,
+) -> Result<pdpb::ServiceMode> {
+    let attempts = attempts.max(1);
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        match check_service_mode(inner).await {
+            Ok(mode) => return Ok(mode),
+            Err(e) if tried >= attempts => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt = tried, "initial PD service mode check failed, retrying");
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+}
+
 /// The service-mode loop (PD-7): one check per interval; a failed check asks the member
 /// loop for a refresh, as the leader may have moved.
 pub(super) async fn service_mode_loop(weak: Weak<Inner>, cancel: CancellationToken) {
@@ -284,13 +363,11 @@ pub(super) async fn service_mode_loop(weak: Weak<Inner>, cancel: CancellationTok
             _ = cancel.cancelled() => return,
             r = check_service_mode(&inner) => r,
         };
+        // Any failure, an answer without modes included, may mean the leader moved: keep
+        // the last mode and ask for a member refresh, as the PD client's loop does.
         if let Err(e) = res {
-            if matches!(e.detail(), ErrorDetail::Malformed(_)) {
-                tracing::debug!(error = %e, "PD service mode not updated");
-            } else {
-                tracing::warn!(error = %e, "update PD service mode failed");
-                schedule_check(&inner);
-            }
+            tracing::warn!(error = %e, "update PD service mode failed");
+            schedule_check(&inner);
         }
     }
 }

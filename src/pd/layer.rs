@@ -5,10 +5,14 @@
 //!   PD client uses `PDServerTimeout` as the per-call timeout, PD-20), reported as a
 //!   [`DeadlineElapsed`] error. Streaming calls (TSO) only bound the wait for the response
 //!   headers; their messages are timed by the TSO dispatcher.
-//! - [`Forward`]: when the PD leader is unreachable and forwarding is on, a call goes to a
+//! - [`Forward`]: stamps the header that tells a PD follower what to do with a call it
+//!   receives. When the PD leader is unreachable and forwarding is on, a call goes to a
 //!   follower carrying the [`FORWARD_METADATA_KEY`] header naming the leader, and the
-//!   follower relays it (PD-5; the PD client's `BuildForwardContext`). A channel made by
-//!   [`pd_channel`] adds no header; [`Forward::forwarded_to`] makes a copy that does.
+//!   follower relays it (PD-5; the PD client's `BuildForwardContext`). A region read that
+//!   may be answered by a follower carries [`FOLLOWER_HANDLE_METADATA_KEY`] instead, and
+//!   the follower answers it from its own copy of the region table (PD-6; the PD client's
+//!   `BuildFollowerHandleContext`). A channel made by [`pd_channel`] adds no header;
+//!   [`Forward::forwarded_to`] and [`Forward::follower_handled`] make copies that do.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +31,25 @@ pub type PdChannel = Forward<Deadline<Channel>>;
 /// (`tikv/pd`, `client/pkg/utils/grpcutil/grpcutil.go`).
 pub const FORWARD_METADATA_KEY: &str = "pd-forwarded-host";
 
+/// The gRPC metadata key that lets a PD follower answer a region read itself, from its
+/// possibly stale copy of the region table, instead of refusing it as "not leader". The
+/// value is empty. The name is the PD client's `grpcutil.FollowerHandleMetadataKey`
+/// (`tikv/pd`, `client/pkg/utils/grpcutil/grpcutil.go`).
+pub const FOLLOWER_HANDLE_METADATA_KEY: &str = "pd-allow-follower-handle";
+
+/// What a member receiving a call is asked to do with it (the metadata
+/// `BuildGRPCTargetContext` of the PD client attaches).
+#[derive(Debug, Clone, Default)]
+enum Route {
+    /// Serve it as the member it reached: no header.
+    #[default]
+    Direct,
+    /// Relay it to the leader at this URL ([`FORWARD_METADATA_KEY`]).
+    ForwardTo(http::HeaderValue),
+    /// Answer it even as a follower ([`FOLLOWER_HANDLE_METADATA_KEY`]).
+    FollowerHandle,
+}
+
 /// Builds the pipeline over `channel`, without forwarding.
 pub fn pd_channel(channel: Channel, timeout: Duration) -> PdChannel {
     tower::ServiceBuilder::new()
@@ -38,13 +61,15 @@ pub fn pd_channel(channel: Channel, timeout: Duration) -> PdChannel {
 /// Layer of [`Forward`].
 #[derive(Debug, Clone, Default)]
 pub struct ForwardLayer {
-    leader: Option<http::HeaderValue>,
+    route: Route,
 }
 
 impl ForwardLayer {
     /// A layer that adds no header: calls are served by the member they reach.
     pub fn none() -> ForwardLayer {
-        ForwardLayer { leader: None }
+        ForwardLayer {
+            route: Route::Direct,
+        }
     }
 }
 
@@ -53,17 +78,19 @@ impl<S> tower::Layer<S> for ForwardLayer {
     fn layer(&self, inner: S) -> Forward<S> {
         Forward {
             inner,
-            leader: self.leader.clone(),
+            route: self.route.clone(),
         }
     }
 }
 
-/// Stamps each request with the [`FORWARD_METADATA_KEY`] header when it is meant for the
-/// leader but sent through a follower (PD-5); passes requests through unchanged otherwise.
+/// Stamps each request with the header that tells a PD follower how to treat it: the
+/// [`FORWARD_METADATA_KEY`] header when it is meant for the leader but sent through a
+/// follower (PD-5), the [`FOLLOWER_HANDLE_METADATA_KEY`] header when the follower may
+/// answer it itself (PD-6); passes requests through unchanged otherwise.
 #[derive(Debug, Clone)]
 pub struct Forward<S> {
     inner: S,
-    leader: Option<http::HeaderValue>,
+    route: Route,
 }
 
 impl<S: Clone> Forward<S> {
@@ -74,8 +101,17 @@ impl<S: Clone> Forward<S> {
         let value = http::HeaderValue::from_str(leader_url).ok()?;
         Some(Forward {
             inner: self.inner.clone(),
-            leader: Some(value),
+            route: Route::ForwardTo(value),
         })
+    }
+
+    /// A copy whose requests allow the member they reach to answer them even when it is a
+    /// follower (the PD client's follower handling of region reads, PD-6).
+    pub fn follower_handled(&self) -> Forward<S> {
+        Forward {
+            inner: self.inner.clone(),
+            route: Route::FollowerHandle,
+        }
     }
 }
 
@@ -87,7 +123,15 @@ impl<S> Forward<S> {
 
     /// The leader URL requests are forwarded to, if any.
     pub fn forwarded_host(&self) -> Option<&str> {
-        self.leader.as_ref().and_then(|v| v.to_str().ok())
+        match &self.route {
+            Route::ForwardTo(v) => v.to_str().ok(),
+            Route::Direct | Route::FollowerHandle => None,
+        }
+    }
+
+    /// Whether requests allow a follower to answer them ([`Self::follower_handled`]).
+    pub fn is_follower_handled(&self) -> bool {
+        matches!(self.route, Route::FollowerHandle)
     }
 }
 
@@ -104,8 +148,17 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        if let Some(v) = &self.leader {
-            req.headers_mut().insert(FORWARD_METADATA_KEY, v.clone());
+        match &self.route {
+            Route::Direct => {}
+            Route::ForwardTo(v) => {
+                req.headers_mut().insert(FORWARD_METADATA_KEY, v.clone());
+            }
+            Route::FollowerHandle => {
+                req.headers_mut().insert(
+                    FOLLOWER_HANDLE_METADATA_KEY,
+                    http::HeaderValue::from_static(""),
+                );
+            }
         }
         self.inner.call(req)
     }

@@ -17,9 +17,12 @@
 //!
 //! Two more background loops watch the cluster (`health`): a gRPC health probe of every
 //! member each second, which lets requests be forwarded through a follower while the
-//! leader is unreachable ([`PdClientOptions::enable_forwarding`], PD-5), and a service-mode
-//! check every 3 s, which fails timestamp calls with [`TsoServiceUnsupported`] when PD
-//! hands TSO to its microservice (PD-7).
+//! leader is unreachable ([`PdClientOptions::enable_forwarding`], PD-5) and lets region
+//! reads go to healthy followers ([`PdClientOptions::enable_follower_handle`], PD-6), and a
+//! service-mode check every 3 s, which fails timestamp calls with [`TsoServiceUnsupported`]
+//! when PD hands TSO to its microservice (PD-7). The first service-mode check is part of
+//! [`PdClient::connect`], which fails when it never succeeds, as the PD client's creation
+//! does.
 
 use std::sync::Arc;
 
@@ -73,8 +76,11 @@ impl RegionInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RegionOptions {
     /// May be answered by a PD follower or the router service (`WithAllowFollowerHandle`,
-    /// `WithAllowRouterServiceHandle`). This client always asks the leader; the flag is
-    /// kept so callers state their intent as client-go does.
+    /// `WithAllowRouterServiceHandle`). [`PdClient`] honours it for region reads when
+    /// [`PdClientOptions::enable_follower_handle`] is on (falling back to the leader in the
+    /// same call when the follower cannot answer) and ignores it otherwise and for store
+    /// reads; this client has no router-service support. The mock PD refuses such reads
+    /// while its `mustLeader` switch is on.
     pub allow_follower: bool,
     /// Ask PD for buckets (`WithBuckets`).
     pub need_buckets: bool,

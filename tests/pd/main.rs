@@ -262,6 +262,8 @@ async fn mock_cluster_grpc_face() {
         .await
         .expect("connect");
     assert_eq!(client.cluster_id(), 1);
+    // The mock reports PD service mode, which creation requires (PD-7).
+    assert_eq!(client.service_mode(), pdpb::ServiceMode::PdSvcMode);
     let mut last = 0;
     for _ in 0..5 {
         let ts = bounded(client.get_ts()).await.expect("ts");

@@ -1,9 +1,9 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::metrics::{Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::DebuggingRecorder;
 use tikv_proto::{errorpb, kvrpcpb};
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service, ServiceExt};
@@ -14,51 +14,9 @@ use super::{Metrics, MetricsLayer};
 use crate::backoff::{BackoffConfig, BackoffKind, Backoffer, Jitter};
 use crate::error::{BoxError, Error, ErrorDetail, ErrorKind};
 use crate::request::{CmdType, RpcRequest, RpcResponse};
+use crate::test_support::recorded::{counter, histogram, observed};
 
 // ===== helpers =====
-
-/// Every observation of the local recorder: `(name, sorted labels) -> value`.
-type Observed = BTreeMap<(String, Vec<(String, String)>), DebugValue>;
-
-fn observed(snapshotter: &Snapshotter) -> Observed {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(ck, _, _, value)| {
-            let key = ck.key();
-            let mut labels: Vec<(String, String)> = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            labels.sort();
-            ((key.name().to_owned(), labels), value)
-        })
-        .collect()
-}
-
-fn key(name: &str, labels: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
-    let mut labels: Vec<(String, String)> = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    labels.sort();
-    (name.to_owned(), labels)
-}
-
-fn counter(obs: &Observed, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-    match obs.get(&key(name, labels)) {
-        Some(DebugValue::Counter(n)) => Some(*n),
-        _ => None,
-    }
-}
-
-fn histogram(obs: &Observed, name: &str, labels: &[(&str, &str)]) -> Option<Vec<f64>> {
-    match obs.get(&key(name, labels)) {
-        Some(DebugValue::Histogram(v)) => Some(v.iter().map(|f| f.into_inner()).collect()),
-        _ => None,
-    }
-}
 
 /// A mock inner service with the pipeline's error type.
 fn mock_pair() -> (

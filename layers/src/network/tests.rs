@@ -2,9 +2,7 @@
 //! traffic and the stale-read / read-bytes metrics (client-go's
 //! `metrics_collector_test.go` cases, plus cross-zone, TiFlash and error attempts).
 
-use std::collections::BTreeMap;
-
-use ::metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use ::metrics_util::debugging::DebuggingRecorder;
 use tikv_proto::kvrpcpb;
 use tower::{Layer, ServiceExt};
 use tower_test::mock;
@@ -13,48 +11,17 @@ use super::{NetworkLayer, ReadInvariants, request_size};
 use crate::exec_details::{ExecDetailsSink, TrafficDetails};
 use crate::metrics::names::{self, labels};
 use crate::request::{AccessLocation, EndpointType, ReplicaReadType, RpcRequest, RpcResponse};
+use crate::test_support::recorded::{self, Observed, observed};
 use crate::{Error, ErrorDetail};
 
-type Observed = BTreeMap<(String, Vec<(String, String)>), DebugValue>;
-
-fn observed(snapshotter: &Snapshotter) -> Observed {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .map(|(ck, _, _, value)| {
-            let key = ck.key();
-            let mut l: Vec<(String, String)> = key
-                .labels()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            l.sort();
-            ((key.name().to_owned(), l), value)
-        })
-        .collect()
-}
-
-fn key(name: &str, l: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
-    let mut l: Vec<(String, String)> = l
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    l.sort();
-    (name.to_owned(), l)
-}
-
+/// The counter's value, 0 when it was never registered.
 fn counter(obs: &Observed, name: &str, l: &[(&str, &str)]) -> u64 {
-    match obs.get(&key(name, l)) {
-        Some(DebugValue::Counter(n)) => *n,
-        _ => 0,
-    }
+    recorded::counter(obs, name, l).unwrap_or(0)
 }
 
+/// The histogram's samples, empty when it was never registered.
 fn histogram(obs: &Observed, name: &str, l: &[(&str, &str)]) -> Vec<f64> {
-    match obs.get(&key(name, l)) {
-        Some(DebugValue::Histogram(v)) => v.iter().map(|f| f.into_inner()).collect(),
-        _ => Vec::new(),
-    }
+    recorded::histogram(obs, name, l).unwrap_or_default()
 }
 
 fn get(location: AccessLocation) -> (RpcRequest, ExecDetailsSink) {
