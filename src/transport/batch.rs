@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use futures_core::Stream;
 use tikv_layers::{Error, ErrorDetail};
+use tikv_proto::tikvpb::tikv_client::TikvClient;
 use tikv_proto::tikvpb::{
     BatchCommandsRequest, BatchCommandsResponse, batch_commands_request, batch_commands_response,
 };
@@ -48,8 +49,9 @@ use tonic::transport::Channel;
 
 use super::Shared;
 use super::metrics::StoreMetrics;
+use super::monitor::{ConnState, ConnStateCell};
 use super::policy::TurboBatchTrigger;
-use super::pool::tikv_client;
+use super::pool::Conn;
 use super::queue::{HIGH_TASK_PRIORITY, PriorityQueue, QueueItem};
 use crate::config::DEF_MAX_CONCURRENCY_REQUEST_LIMIT;
 
@@ -783,7 +785,11 @@ pub const RECV_LOOP_PANICKED: &str = "batch recv loop panicked";
 pub(crate) struct BatchClient {
     idx: usize,
     addr: String,
-    channel: Channel,
+    /// The `Tikv` client of the connection, with the pool's call options (TP-4).
+    client: TikvClient<Channel>,
+    /// The connection's state for the TP-8 monitor: opening a stream connects, a broken
+    /// stream reconnects, a failed open backs off in transient failure.
+    state: Arc<ConnStateCell>,
     shared: Arc<Shared>,
     metrics: Arc<StoreMetrics>,
     token: CancellationToken,
@@ -869,7 +875,16 @@ impl BatchClient {
             !streams.slots.contains_key(host)
         };
         if needs_open {
-            match open_stream(&self.channel, host, self.idx, &self.shared, &self.addr).await {
+            match open_stream(
+                &self.client,
+                &self.state,
+                host,
+                self.idx,
+                &self.shared,
+                &self.addr,
+            )
+            .await
+            {
                 Ok((tx, streaming)) => {
                     let acked = Arc::new(AtomicU64::new(0));
                     lock(&self.streams).slots.insert(
@@ -972,11 +987,14 @@ impl BatchClient {
     }
 }
 
-/// Opens a `BatchCommands` stream on `channel` with the index and forwarding metadata
-/// (client-go `batchCommandsStream.recreate`), waiting at most the dial timeout for the
-/// server to accept it. The stream's messages are compressed as configured (TP-4).
+/// Opens a `BatchCommands` stream with `client` (the connection's client, whose call
+/// options compress the stream's messages as configured, TP-4) with the index and
+/// forwarding metadata (client-go `batchCommandsStream.recreate`), waiting at most the dial
+/// timeout for the server to accept it. Records the outcome in the connection's `state`
+/// (TP-8).
 async fn open_stream(
-    channel: &Channel,
+    client: &TikvClient<Channel>,
+    state: &ConnStateCell,
     host: &str,
     idx: usize,
     shared: &Shared,
@@ -1003,18 +1021,29 @@ async fn open_stream(
         })?;
         req.metadata_mut().insert(FORWARD_METADATA_KEY, v);
     }
-    let mut client = tikv_client(channel.clone(), shared.config.grpc_compression);
+    let mut client = client.clone();
+    state.begin_connect();
     match tokio::time::timeout(shared.dial_timeout, client.batch_commands(req)).await {
-        Ok(Ok(resp)) => Ok((tx, resp.into_inner())),
-        Ok(Err(status)) => Err(transport_error(
-            addr,
-            format!("open batch stream: {}", status.message()),
-        )
-        .with_source(status)),
-        Err(_) => Err(ErrorDetail::AttemptTimeout {
-            addr: addr.to_owned(),
+        Ok(Ok(resp)) => {
+            state.set(ConnState::Ready);
+            Ok((tx, resp.into_inner()))
         }
-        .into()),
+        Ok(Err(status)) => {
+            // A status from the server still means the connection is up; a transport
+            // failure means the batch client backs off in transient failure.
+            state.set(ConnState::after_status(&status).unwrap_or(ConnState::TransientFailure));
+            Err(
+                transport_error(addr, format!("open batch stream: {}", status.message()))
+                    .with_source(status),
+            )
+        }
+        Err(_) => {
+            state.set(ConnState::TransientFailure);
+            Err(ErrorDetail::AttemptTimeout {
+                addr: addr.to_owned(),
+            }
+            .into())
+        }
     }
 }
 
@@ -1145,6 +1174,9 @@ async fn repair(
         streams.repairing.insert(host.to_owned());
     }
     tracing::debug!(addr = %client.addr, host, reason, "batch stream broken, re-creating");
+    // TP-8: the connection reconnects until a stream opens again (each failed open moves
+    // it to transient failure for its backoff, see `open_stream`).
+    client.state.set(ConnState::Connecting);
     client.fail_pending(host, &transport_error(&client.addr, reason));
     let result = reopen(client, host, epoch).await;
     {
@@ -1173,7 +1205,8 @@ type Reopened = (
 async fn reopen(client: &Arc<BatchClient>, host: &str, epoch: &mut u64) -> Option<Reopened> {
     let open = || {
         open_stream(
-            &client.channel,
+            &client.client,
+            &client.state,
             host,
             client.idx,
             &client.shared,
@@ -1268,12 +1301,12 @@ impl BatchConn {
     /// Creates the batch half of a pool and starts its send loop.
     pub(crate) fn start(
         addr: &str,
-        channels: &[Channel],
+        conns: &[Conn],
         shared: Arc<Shared>,
         token: CancellationToken,
         metrics: Arc<StoreMetrics>,
     ) -> Arc<BatchConn> {
-        let (conn, rx) = Self::new(addr, channels, shared.clone(), token, metrics);
+        let (conn, rx) = Self::new(addr, conns, shared.clone(), token, metrics);
         tokio::spawn(send_loop(conn.clone(), rx, shared));
         conn
     }
@@ -1282,7 +1315,7 @@ impl BatchConn {
     /// send loop's end of the queue.
     pub(crate) fn new(
         addr: &str,
-        channels: &[Channel],
+        conns: &[Conn],
         shared: Arc<Shared>,
         token: CancellationToken,
         metrics: Arc<StoreMetrics>,
@@ -1292,14 +1325,15 @@ impl BatchConn {
         let (tx, rx) = mpsc::channel(cap);
         let load = Arc::new(AtomicU64::new(0));
         let limit = i64::try_from(cfg.max_concurrency_request_limit).unwrap_or(i64::MAX);
-        let clients = channels
+        let clients = conns
             .iter()
             .enumerate()
-            .map(|(idx, ch)| {
+            .map(|(idx, conn)| {
                 Arc::new(BatchClient {
                     idx,
                     addr: addr.to_owned(),
-                    channel: ch.clone(),
+                    client: conn.tikv.clone(),
+                    state: conn.state.clone(),
                     shared: shared.clone(),
                     metrics: metrics.clone(),
                     token: token.clone(),

@@ -20,8 +20,9 @@
 //! address and version, so the caller can [`close_addr_ver`](Transport::close_addr_ver)
 //! exactly the pool that failed (TE-4, TP-6).
 //!
-//! Background work (one send task per pool, one receive task per stream) stops when its pool
-//! is closed, and every pool is closed when the last [`Transport`] handle drops.
+//! Background work (one send task and one connection-state exporter per pool, one receive
+//! task per stream) stops when its pool is closed, and every pool is closed when the last
+//! [`Transport`] handle drops.
 //!
 //! Decisions on client-go quirks (Appendix B of the spec):
 //!
@@ -48,8 +49,21 @@
 //! accepts gzip responses, like client-go's `grpc.UseCompressor(gzip)` default call option
 //! (TP-4); with `None` nothing is compressed or advertised.
 //!
-//! Not implemented: the connection-state monitor (TP-8; tonic exposes no connectivity state)
-//! and the shared buffer pool knob.
+//! Connection states (TP-8, client-go `conn_monitor.go`): tonic exposes no connectivity
+//! state, so each pooled connection keeps its own [`ConnState`] (idle, connecting, ready,
+//! transient failure, shutdown), moved by what the transport already observes: a batch
+//! stream opening, breaking and backing off, a unary call reaching the server or failing
+//! below gRPC, the pool closing. A task per pool exports it every second as the one-hot
+//! gauge [`GRPC_CONNECTION_STATE`](tikv_layers::metrics::names::GRPC_CONNECTION_STATE)
+//! `{connection_id, store_ip, grpc_state}` and, when the pool is closed or dropped, exports
+//! `SHUTDOWN` once and stops (see [`monitor`]).
+//!
+//! Unary calls share one concrete future for every unary command: a per-connection gRPC
+//! client with the pool's call options and the transport's own codec over
+//! [`Command`](tikv_layers::Command) (see `unary.rs`), so a call builds no client and boxes
+//! no future.
+//!
+//! Not implemented: the shared buffer pool knob.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,6 +85,7 @@ use crate::config::{Config, READ_TIMEOUT_MEDIUM, READ_TIMEOUT_SHORT, TikvClientC
 pub mod batch;
 mod collapse;
 pub mod metrics;
+pub mod monitor;
 mod policy;
 mod pool;
 pub mod queue;
@@ -87,6 +102,7 @@ pub use batch::{
     RECV_LOOP_PANICKED,
 };
 pub use collapse::{Collapse, CollapseFuture, CollapseLayer, collapse_key};
+pub use monitor::ConnState;
 pub use policy::TurboBatchTrigger;
 pub use queue::{HIGH_TASK_PRIORITY, PriorityQueue, QueueItem};
 pub use resource::{RequestInfo, ResponseInfo};
@@ -488,7 +504,7 @@ impl Transport {
             .options
             .timeout
             .unwrap_or_else(|| default_timeout(cmd, &shared.config));
-        let deadline = start + timeout;
+        let deadline = unary::instant_after(start, timeout);
         // The caller's cancellation (client-go's request context, TE-1/BO-8): the token of
         // the request's backoffer.
         let cancel = req.backoffer.cancel_token();
@@ -496,7 +512,8 @@ impl Transport {
         if shared.idle_notify.swap(false, Ordering::AcqRel) {
             self.recycle_idle();
         }
-        let addr = req.target.addr.clone();
+        // Taken, not cloned: nothing below reads the request's address again.
+        let addr = std::mem::take(&mut req.target.addr);
         let store_id = req.target.store_id;
         let enable_batch = req.options.endpoint == EndpointType::TiKV;
         let pool = self.get_pool(&addr, enable_batch)?;
@@ -588,7 +605,7 @@ impl Transport {
         let charge = RuCharge::of(&req);
         let shared = self.inner.shared.clone();
         tokio::spawn(async move {
-            let deadline = Instant::now() + timeout;
+            let deadline = unary::instant_after(Instant::now(), timeout);
             let res = batch
                 .send(breq, host, priority, deadline, timeout, true, &cancel)
                 .await
@@ -753,6 +770,18 @@ impl PoolHandle {
     /// Whether the pool was closed (client-go: its connections report `Shutdown`).
     pub fn is_closed(&self) -> bool {
         self.pool.is_closed()
+    }
+
+    /// Every connection's connectivity state, in pool order (what the TP-8 monitor
+    /// exports as `grpc_state`).
+    pub fn conn_states(&self) -> Vec<ConnState> {
+        self.pool.conn_states()
+    }
+
+    /// Whether the pool's connection-state exporter (TP-8) is still running; it stops
+    /// once the pool is closed or dropped.
+    pub fn is_monitor_running(&self) -> bool {
+        self.pool.monitor.as_ref().is_some_and(|h| !h.is_finished())
     }
 
     /// Whether the batch send loop stopped for lack of traffic.

@@ -1,6 +1,11 @@
 //! Connection pools: `grpc_connection_count` lazily connected tonic channels per store
 //! address (TP-3 to TP-6), from client-go's `internal/client/conn_pool.go`, and the
 //! generated gRPC clients built on them with the pool's default call options (TP-4).
+//!
+//! Each connection ([`Conn`]) keeps its clients built once, with the pool's call options:
+//! a call clones them (a channel handle clone) instead of building a client per call. It
+//! also carries its connectivity state for the TP-8 monitor (see [`monitor`](super::monitor)),
+//! whose exporter task the pool owns.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,33 +13,74 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tikv_layers::{Error, ErrorDetail};
 use tikv_proto::debugpb::debug_client::DebugClient;
 use tikv_proto::tikvpb::tikv_client::TikvClient;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::client::Grpc;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Channel, Endpoint};
 
 use super::Shared;
 use super::batch::BatchConn;
 use super::metrics::StoreMetrics;
+use super::monitor::{self, ConnState, ConnStateCell};
 use crate::config::GrpcCompression;
+
+/// One pooled connection: its channel, the clients on it and its connectivity state
+/// (client-go `monitoredConn`).
+#[derive(Clone)]
+pub(crate) struct Conn {
+    /// The `Tikv` service client with the pool's call options (streaming calls and the
+    /// batch-commands streams).
+    pub(crate) tikv: TikvClient<Channel>,
+    /// The same channel and call options as a plain gRPC client, for unary calls sent with
+    /// the transport's own codec (no per-call client or boxed future).
+    pub(crate) grpc: Grpc<Channel>,
+    /// The channel, for the debug service.
+    pub(crate) channel: Channel,
+    /// The connectivity state the TP-8 monitor exports.
+    pub(crate) state: Arc<ConnStateCell>,
+}
+
+impl Conn {
+    /// A connection over `channel` with the call options of `compression` (TP-4).
+    pub(crate) fn new(channel: Channel, compression: GrpcCompression) -> Conn {
+        let mut grpc = Grpc::new(channel.clone())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        if let Some(enc) = encoding(compression) {
+            grpc = grpc.send_compressed(enc).accept_compressed(enc);
+        }
+        Conn {
+            tikv: tikv_client(channel.clone(), compression),
+            grpc,
+            channel,
+            state: Arc::new(ConnStateCell::new()),
+        }
+    }
+}
 
 /// One store address's connections (client-go `connPool`).
 pub(crate) struct ConnPool {
     pub(crate) addr: String,
     pub(crate) ver: u64,
-    channels: Vec<Channel>,
+    conns: Box<[Conn]>,
     index: AtomicUsize,
     pub(crate) batch: Option<Arc<BatchConn>>,
     /// The store's metric handles, resolved once for the pool's life.
     pub(crate) metrics: Arc<StoreMetrics>,
     /// Message compression of every call on the pool's channels (TP-4).
     pub(crate) compression: GrpcCompression,
+    /// The TP-8 exporter of the connections' states; ends when `token` is canceled.
+    pub(crate) monitor: Option<JoinHandle<()>>,
     token: CancellationToken,
 }
 
 impl ConnPool {
     /// Builds the pool: one lazily connected channel per configured connection, with the
     /// keepalive, window and TLS settings of the config, plus the batch half when
-    /// `enable_batch` and batching is on (client-go `newConnPool` / `Init`).
+    /// `enable_batch` and batching is on (client-go `newConnPool` / `Init`), and starts the
+    /// connection-state exporter (TP-8, client-go `monitoredDial` registering each
+    /// connection with the monitor).
     pub(crate) fn new(
         addr: &str,
         ver: u64,
@@ -44,38 +90,46 @@ impl ConnPool {
         let cfg = &shared.config;
         let count = cfg.grpc_connection_count.max(1);
         let endpoint = endpoint(addr, shared)?;
-        let channels: Vec<Channel> = (0..count).map(|_| endpoint.connect_lazy()).collect();
+        let conns: Box<[Conn]> = (0..count)
+            .map(|_| Conn::new(endpoint.connect_lazy(), cfg.grpc_compression))
+            .collect();
         let token = CancellationToken::new();
         let metrics = Arc::new(StoreMetrics::new(addr));
         let batch = (enable_batch && cfg.max_batch_size > 0).then(|| {
-            BatchConn::start(
-                addr,
-                &channels,
-                shared.clone(),
-                token.clone(),
-                metrics.clone(),
-            )
+            BatchConn::start(addr, &conns, shared.clone(), token.clone(), metrics.clone())
         });
+        let cells: Vec<Arc<ConnStateCell>> = conns.iter().map(|c| c.state.clone()).collect();
+        let monitor = monitor::spawn(addr, &cells, token.clone());
         Ok(ConnPool {
             addr: addr.to_owned(),
             ver,
-            channels,
+            conns,
             index: AtomicUsize::new(0),
             batch,
             metrics,
             compression: cfg.grpc_compression,
+            monitor,
             token,
         })
     }
 
-    /// The next channel, round-robin (client-go `connPool.Get`).
-    pub(crate) fn get(&self) -> Channel {
-        let i = self.index.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % self.channels.len();
-        self.channels[i].clone()
+    /// The next connection, round-robin (client-go `connPool.Get`).
+    pub(crate) fn get(&self) -> &Conn {
+        let i = self.index.fetch_add(1, Ordering::Relaxed).wrapping_add(1) % self.conns.len();
+        &self.conns[i]
     }
 
-    /// Stops every task of the pool; requests waiting on it fail with "batchConn closed".
+    /// Every connection's state, in pool order.
+    pub(crate) fn conn_states(&self) -> Vec<ConnState> {
+        self.conns.iter().map(|c| c.state.get()).collect()
+    }
+
+    /// Stops every task of the pool; requests waiting on it fail with "batchConn closed";
+    /// every connection reports [`ConnState::Shutdown`].
     pub(crate) fn close(&self) {
+        for c in &self.conns {
+            c.state.shutdown();
+        }
         self.token.cancel();
     }
 
@@ -88,7 +142,7 @@ impl ConnPool {
 
 impl Drop for ConnPool {
     fn drop(&mut self) {
-        self.token.cancel();
+        self.close();
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tikv_layers::request::EndpointType;
-use tikv_layers::{Command, Error, ErrorDetail, RpcRequest};
+use tikv_layers::{CmdType, Command, Error, ErrorDetail, RpcRequest};
 use tikv_proto::tikvpb::batch_commands_request;
 use tikv_proto::{coprocessor, kvrpcpb, metapb};
 use tokio::time::Instant;
@@ -1210,4 +1210,308 @@ async fn send_request_async_timeout_before_send() {
     let err = waiting.await.expect_err("canceled");
     assert!(matches!(err.detail(), ErrorDetail::Canceled), "{err:?}");
     tokio_test::assert_pending!(filler.poll());
+}
+
+// ===== TP-8: connection states and their exporter =====
+
+/// Per connection id, the `GRPC_CONNECTION_STATE` values by `grpc_state`, as written since
+/// the previous snapshot (a `DebuggingRecorder` snapshot resets every gauge it reads to 0,
+/// so one snapshot serves all connections).
+fn conn_state_gauges(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>> {
+    use metrics_util::debugging::DebugValue;
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>> =
+        std::collections::BTreeMap::new();
+    for (ck, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = ck.key();
+        if key.name() != tikv_layers::metrics::names::GRPC_CONNECTION_STATE {
+            continue;
+        }
+        let label = |k: &str| {
+            key.labels()
+                .find(|l| l.key() == k)
+                .map(|l| l.value().to_owned())
+        };
+        assert_eq!(label("store_ip").as_deref(), Some("store-1:20160"));
+        if let (Some(id), Some(state), DebugValue::Gauge(v)) =
+            (label("connection_id"), label("grpc_state"), value)
+        {
+            out.entry(id).or_default().insert(state, v.0);
+        }
+    }
+    out
+}
+
+/// Whether nothing was written to any connection's series since the previous snapshot.
+fn nothing_exported(snapshotter: &metrics_util::debugging::Snapshotter) -> bool {
+    conn_state_gauges(snapshotter)
+        .values()
+        .flat_map(|m| m.values())
+        .all(|v| *v == 0.0)
+}
+
+/// The one-hot map the exporter writes for `state`.
+fn one_hot(state: super::ConnState) -> std::collections::BTreeMap<String, f64> {
+    super::ConnState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), if *s == state { 1.0 } else { 0.0 }))
+        .collect()
+}
+
+fn monitor_shared(conns: usize) -> Arc<super::Shared> {
+    Arc::new(super::Shared {
+        config: crate::config::TikvClientConfig::default()
+            .with_max_batch_size(0)
+            .with_grpc_connection_count(conns),
+        tls: None,
+        dial_timeout: Duration::from_secs(1),
+        idle_notify: std::sync::atomic::AtomicBool::new(false),
+        listener: std::sync::RwLock::new(None),
+    })
+}
+
+// TP-8: the state cell moves like gRPC's connectivity state as the transport observes
+// calls and streams, and `Shutdown` is final.
+#[test]
+fn conn_state_cell_transitions() {
+    use super::ConnState as S;
+    use super::monitor::ConnStateCell;
+    let c = ConnStateCell::new();
+    assert_eq!(c.get(), S::Idle);
+    c.begin_connect();
+    assert_eq!(c.get(), S::Connecting);
+    c.set(S::Ready);
+    // A call on a ready connection does not reconnect it.
+    c.begin_connect();
+    assert_eq!(c.get(), S::Ready);
+    c.after_status(&tonic::Status::unavailable("connection refused"));
+    assert_eq!(c.get(), S::TransientFailure);
+    c.begin_connect();
+    assert_eq!(c.get(), S::Connecting);
+    // An error status from the server means the connection is up.
+    c.after_status(&tonic::Status::internal("server says no"));
+    assert_eq!(c.get(), S::Ready);
+    // Our own deadline or a cancellation says nothing about the connection.
+    c.after_status(&tonic::Status::cancelled("Timeout expired"));
+    c.after_status(&tonic::Status::deadline_exceeded("deadline"));
+    assert_eq!(c.get(), S::Ready);
+    // An unclassified transport error (tonic keeps it as the source) is a failure; an
+    // `Unknown` status from the server is not.
+    c.after_status(&tonic::Status::unknown("from the server"));
+    assert_eq!(c.get(), S::Ready);
+    let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    c.after_status(&tonic::Status::from_error(Box::new(io)));
+    assert_eq!(c.get(), S::TransientFailure);
+    c.shutdown();
+    for s in S::ALL {
+        c.set(s);
+        c.begin_connect();
+        assert_eq!(c.get(), S::Shutdown);
+    }
+    assert_eq!(
+        S::ALL.map(S::as_str),
+        [
+            "IDLE",
+            "CONNECTING",
+            "READY",
+            "TRANSIENT_FAILURE",
+            "SHUTDOWN"
+        ]
+    );
+}
+
+// TP-8: every second each connection's state is exported one-hot under
+// `{connection_id: <addr>-<index>, store_ip: <addr>}`; closing the pool exports SHUTDOWN
+// once and ends the exporter, so the series stop changing.
+#[tokio::test(start_paused = true)]
+async fn conn_state_exporter_ticks_and_stops_on_close() {
+    use super::ConnState as S;
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let shared = monitor_shared(2);
+    let pool = metrics::with_local_recorder(&recorder, || {
+        super::pool::ConnPool::new("store-1:20160", 1, &shared, false).expect("pool")
+    });
+    let handle = pool.monitor.as_ref().expect("exporter started");
+    let ids = ["store-1:20160-0", "store-1:20160-1"];
+    // Nothing is exported before the first tick, one interval after the pool was built.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(nothing_exported(&snapshotter));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let got = conn_state_gauges(&snapshotter);
+    assert_eq!(got.len(), 2);
+    for id in ids {
+        assert_eq!(got[id], one_hot(S::Idle), "{id}");
+    }
+    // State changes show up at the next tick, not before.
+    pool.get().state.set(S::Ready);
+    pool.get().state.set(S::TransientFailure);
+    let states = pool.conn_states();
+    assert_eq!(states.len(), 2);
+    assert!(states.contains(&S::Ready) && states.contains(&S::TransientFailure));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(nothing_exported(&snapshotter));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = conn_state_gauges(&snapshotter);
+    for (id, s) in ids.iter().zip(&states) {
+        assert_eq!(got[*id], one_hot(*s), "{id}");
+    }
+    // Every tick exports again, changed or not.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = conn_state_gauges(&snapshotter);
+    for (id, s) in ids.iter().zip(&states) {
+        assert_eq!(got[*id], one_hot(*s), "{id}");
+    }
+    assert!(!handle.is_finished());
+    pool.close();
+    assert_eq!(pool.conn_states(), vec![S::Shutdown, S::Shutdown]);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(handle.is_finished(), "the exporter stops with its pool");
+    let got = conn_state_gauges(&snapshotter);
+    for id in ids {
+        assert_eq!(got[id], one_hot(S::Shutdown), "{id}");
+    }
+    // Nothing is written after that.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(nothing_exported(&snapshotter));
+}
+
+// TP-8: dropping a pool without closing it stops its exporter too, after one SHUTDOWN
+// export.
+#[tokio::test(start_paused = true)]
+async fn conn_state_exporter_stops_when_the_pool_drops() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let shared = monitor_shared(1);
+    let mut pool = metrics::with_local_recorder(&recorder, || {
+        super::pool::ConnPool::new("store-1:20160", 1, &shared, false).expect("pool")
+    });
+    let handle = pool.monitor.take().expect("exporter started");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!handle.is_finished());
+    assert_eq!(
+        conn_state_gauges(&snapshotter)["store-1:20160-0"],
+        one_hot(super::ConnState::Idle)
+    );
+    drop(pool);
+    tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .expect("the exporter ends")
+        .expect("no panic");
+    assert_eq!(
+        conn_state_gauges(&snapshotter)["store-1:20160-0"],
+        one_hot(super::ConnState::Shutdown)
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(nothing_exported(&snapshotter));
+}
+
+// The unary codec sends each command to the path the generated `Tikv` client uses for it.
+#[tokio::test]
+async fn unary_paths_match_the_generated_client() {
+    use tikv_proto::tikvpb::tikv_client::TikvClient;
+
+    /// Records the path of every call and fails it.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tower::Service<http::Request<tonic::body::Body>> for Capture {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = tonic::Status;
+        type Future = std::future::Ready<Result<Self::Response, tonic::Status>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), tonic::Status>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+            self.0.lock().unwrap().push(req.uri().path().to_owned());
+            std::future::ready(Err(tonic::Status::unavailable("captured")))
+        }
+    }
+
+    let capture = Capture::default();
+    let mut client = TikvClient::new(capture.clone());
+    let mut checked = 0;
+    for t in CmdType::ALL {
+        let cmd = t.empty_command();
+        let ours = super::unary::unary_path(&cmd);
+        macro_rules! generated {
+            ($($variant:ident => $method:ident),* $(,)?) => {
+                match cmd {
+                    $(Command::$variant(r) => {
+                        let _ = client.$method(r).await;
+                        true
+                    })*
+                    _ => false,
+                }
+            };
+        }
+        let unary = generated!(
+            Get => kv_get, Scan => kv_scan, Prewrite => kv_prewrite, Commit => kv_commit,
+            Cleanup => kv_cleanup, BatchGet => kv_batch_get, BatchRollback => kv_batch_rollback,
+            ScanLock => kv_scan_lock, ResolveLock => kv_resolve_lock,
+            DeleteRange => kv_delete_range, PessimisticLock => kv_pessimistic_lock,
+            PessimisticRollback => kv_pessimistic_rollback, TxnHeartBeat => kv_txn_heart_beat,
+            CheckTxnStatus => kv_check_txn_status,
+            CheckSecondaryLocks => kv_check_secondary_locks,
+            FlashbackToVersion => kv_flashback_to_version,
+            PrepareFlashbackToVersion => kv_prepare_flashback_to_version, Flush => kv_flush,
+            BufferBatchGet => kv_buffer_batch_get, RawGet => raw_get,
+            RawBatchGet => raw_batch_get, RawPut => raw_put, RawBatchPut => raw_batch_put,
+            RawDelete => raw_delete, RawBatchDelete => raw_batch_delete,
+            RawDeleteRange => raw_delete_range, RawScan => raw_scan,
+            RawGetKeyTTL => raw_get_key_ttl, RawCompareAndSwap => raw_compare_and_swap,
+            RawChecksum => raw_checksum, UnsafeDestroyRange => unsafe_destroy_range,
+            StoreSafeTS => get_store_safe_ts, LockWaitInfo => get_lock_wait_info,
+            GetHealthFeedback => get_health_feedback,
+            BroadcastTxnStatus => broadcast_txn_status, Cop => coprocessor,
+            MppTask => dispatch_mpp_task, MppCancel => cancel_mpp_task, MppAlive => is_alive,
+            MvccGetByKey => mvcc_get_by_key, MvccGetByStartTs => mvcc_get_by_start_ts,
+            SplitRegion => split_region, Compact => compact,
+            GetTiFlashSystemTable => get_ti_flash_system_table,
+        );
+        if unary {
+            let generated = capture.0.lock().unwrap().pop();
+            assert_eq!(ours, generated.as_deref(), "{t}");
+            checked += 1;
+        } else {
+            // Streams, the debug service and the batch-only keep-alive are not unary.
+            assert_eq!(ours, None, "{t}");
+        }
+    }
+    assert_eq!(checked, CmdType::ALL.len() - 5);
+}
+
+// The cached deadline header carries what tonic's `Request::set_timeout` writes, and an
+// absurd timeout saturates instead of panicking.
+#[test]
+fn grpc_timeout_header_matches_tonic() {
+    for d in [
+        Duration::ZERO,
+        Duration::from_nanos(99_999_999),
+        Duration::from_millis(500),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+        Duration::from_secs(60),
+        Duration::from_secs(300),
+        Duration::from_secs(3600),
+        Duration::from_secs(100 * 365 * 24 * 3600),
+    ] {
+        let mut req = tonic::Request::new(());
+        req.set_timeout(d);
+        let want = req
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(Some(super::unary::grpc_timeout_value(d)), want, "{d:?}");
+    }
+    assert_eq!(super::unary::grpc_timeout_value(Duration::MAX), "99999999H");
 }

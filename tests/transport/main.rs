@@ -2,6 +2,7 @@
 //! client-go `internal/client/client_test.go`, `client_async_test.go`).
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod monitor;
 mod server;
 
 use std::sync::Arc;
