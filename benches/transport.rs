@@ -2,6 +2,11 @@
 //! loopback gRPC server that delays every message, with 1 and with many concurrent callers.
 //! Besides criterion's timings it prints, per case, the requests per stream message and the
 //! p50 latency of single requests.
+//!
+//! Batched cases run with the default batch policy (client-go's "standard", which waits for
+//! more requests only when recent ones arrived close together) and with "positive" (always
+//! waits briefly). The server answers each stream message in turn after its delay, so with
+//! many callers it is the bottleneck.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use server::MockServer;
-use tikv::config::TikvClientConfig;
+use tikv::config::{BatchPolicy, TikvClientConfig};
 use tikv::transport::{Transport, TransportConfig};
 use tikv_layers::RpcRequest;
 use tikv_proto::kvrpcpb;
@@ -37,22 +42,24 @@ fn bench(c: &mut Criterion) {
     let addr = server.addr();
     let mut group = c.benchmark_group("transport");
     for callers in [1usize, 64] {
-        for batched in [false, true] {
-            let cfg = if batched {
-                TikvClientConfig::default().with_grpc_connection_count(1)
-            } else {
-                TikvClientConfig::default()
+        for (mode, policy) in [
+            ("unbatched", None),
+            ("batched", Some(BatchPolicy::Standard)),
+            ("batched-positive", Some(BatchPolicy::Positive)),
+        ] {
+            let cfg = match policy {
+                Some(p) => TikvClientConfig::default()
+                    .with_batch_policy(p)
+                    .with_grpc_connection_count(1),
+                None => TikvClientConfig::default()
                     .with_max_batch_size(0)
-                    .with_grpc_connection_count(1)
+                    .with_grpc_connection_count(1),
             };
             let t = rt.block_on(async { Transport::new(TransportConfig::new(cfg)) });
             let lat = Arc::new(Mutex::new(Vec::<Duration>::new()));
             server.state.batch_messages.store(0, Ordering::Relaxed);
             server.state.batch_requests.store(0, Ordering::Relaxed);
-            let name = format!(
-                "{}/{callers}-callers",
-                if batched { "batched" } else { "unbatched" }
-            );
+            let name = format!("{mode}/{callers}-callers");
             group.bench_function(&name, |b| {
                 b.to_async(&rt).iter_custom(|iters| {
                     let t = t.clone();

@@ -1678,9 +1678,15 @@ fn log_pending(conn: &BatchConn, now: Instant) {
     }
 }
 
+/// The granularity of tokio's timer: a sleep shorter than this lasts until the next tick.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// The most yields of one sub-millisecond batch wait (see `fetch_more`).
+const MAX_WAIT_YIELDS: u32 = 512;
+
 /// Waits up to `max_wait` for `wait_size` entries, then drains without blocking (one
 /// yield) up to `max` (client-go `fetchMorePendingRequests`).
-async fn fetch_more(
+pub(super) async fn fetch_more(
     rx: &mut mpsc::Receiver<Entry>,
     builder: &mut BatchBuilder,
     max: usize,
@@ -1688,14 +1694,38 @@ async fn fetch_more(
     max_wait: Duration,
 ) {
     let deadline = Instant::now() + max_wait;
-    while builder.len() < wait_size {
-        // Cancel safety: `recv` is cancel safe.
-        tokio::select! {
-            e = rx.recv() => match e {
-                Some(e) => builder.push(e),
-                None => return,
-            },
-            () = tokio::time::sleep_until(deadline) => break,
+    if max_wait < TIMER_RESOLUTION {
+        // tokio's timer fires on whole-millisecond ticks, so a 100 us wait (the standard
+        // and positive policies') would last about a millisecond; client-go's timer waits
+        // what it is told. Short waits therefore poll the queue between yields instead,
+        // bounded in yields too: under a paused test clock time stands still while the
+        // task yields.
+        let mut yields = 0;
+        while builder.len() < wait_size {
+            match rx.try_recv() {
+                Ok(e) => {
+                    builder.push(e);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if yields >= MAX_WAIT_YIELDS || Instant::now() >= deadline {
+                break;
+            }
+            tokio::task::yield_now().await;
+            yields += 1;
+        }
+    } else {
+        while builder.len() < wait_size {
+            // Cancel safety: `recv` is cancel safe.
+            tokio::select! {
+                e = rx.recv() => match e {
+                    Some(e) => builder.push(e),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
         }
     }
     let mut yielded = false;

@@ -1515,3 +1515,36 @@ fn grpc_timeout_header_matches_tonic() {
     }
     assert_eq!(super::unary::grpc_timeout_value(Duration::MAX), "99999999H");
 }
+
+/// A sub-millisecond batch wait (the standard and positive policies' 100 us) ends even
+/// under a paused clock, where time stands still while the send task yields, and takes
+/// what arrives meanwhile: tokio's millisecond timer is not used for it.
+#[tokio::test(start_paused = true)]
+async fn short_batch_wait_is_bounded_and_collects_arrivals() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let mut b = BatchBuilder::new();
+    let mut keep = Vec::new();
+    // Nothing arrives: the wait gives up after its yields, with the clock not moving.
+    let start = tokio::time::Instant::now();
+    super::batch::fetch_more(&mut rx, &mut b, 8, 4, Duration::from_micros(100)).await;
+    assert_eq!(b.len(), 0);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // Entries sent by another task while the sender waits are picked up.
+    let sender = tokio::spawn(async move {
+        for _ in 0..3 {
+            let (e, rx) = live("", 0);
+            tx.send(e).await.map_err(|_| ()).expect("queue open");
+            tokio::task::yield_now().await;
+            drop(rx);
+        }
+        tx
+    });
+    super::batch::fetch_more(&mut rx, &mut b, 8, 3, Duration::from_micros(100)).await;
+    assert_eq!(b.len(), 3);
+    keep.push(sender.await.expect("sender"));
+    // A closed queue ends the wait at once.
+    drop(keep);
+    let mut b = BatchBuilder::new();
+    super::batch::fetch_more(&mut rx, &mut b, 8, 4, Duration::from_micros(100)).await;
+    assert_eq!(b.len(), 0);
+}
