@@ -45,6 +45,8 @@ pub mod timeout;
 pub mod trace;
 
 #[cfg(test)]
+mod future_sizes;
+#[cfg(test)]
 mod test_support;
 
 pub use error::{BoxError, Error, ErrorDetail, ErrorKind, Result};

@@ -1378,85 +1378,107 @@ impl BatchConn {
     /// discarded, as client-go does, so the stream's concurrency accounting stays true) or a
     /// stream failure; no other caller is disturbed.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn send(
-        &self,
+    pub(crate) fn send<'a>(
+        &'a self,
         req: batch_commands_request::Request,
         forwarded_host: String,
         priority: u64,
         deadline: Instant,
         timeout: Duration,
         is_async: bool,
-        cancel: &CancellationToken,
-    ) -> BatchResult {
+        cancel: &'a CancellationToken,
+    ) -> impl Future<Output = BatchResult> + Send + 'a {
+        // The entry and the future that queues it are built here, not inside the returned
+        // future: that future then holds the request once (in the entry, until it is
+        // queued) instead of once per `async fn` argument it passes through.
         let (entry, rx, progress) = Entry::new(req, forwarded_host, priority);
-        let res = self
-            .send_entry(entry, rx, &progress, deadline, timeout, is_async, cancel)
-            .await;
-        let outcome = BatchOutcome::of(&res);
-        self.metrics.outcome(outcome).increment(1);
-        visit_observations(&progress, outcome, Instant::now(), |stage, o, d| {
-            self.metrics.stage(stage, o).record(d.as_secs_f64());
-        });
-        res
+        let queued = self.send_entry(
+            entry,
+            rx,
+            progress.clone(),
+            deadline,
+            timeout,
+            is_async,
+            cancel,
+        );
+        async move {
+            let res = queued.await;
+            let outcome = BatchOutcome::of(&res);
+            self.metrics.outcome(outcome).increment(1);
+            visit_observations(&progress, outcome, Instant::now(), |stage, o, d| {
+                self.metrics.stage(stage, o).record(d.as_secs_f64());
+            });
+            res
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn send_entry(
-        &self,
+    /// Queues `entry` and waits for its answer. Not an `async fn`, so that the entry is
+    /// held in the future once; see [`send`](Self::send).
+    #[allow(
+        clippy::too_many_arguments,
+        clippy::manual_async_fn,
+        reason = "an `async fn` would hold the entry twice in its future"
+    )]
+    fn send_entry<'a>(
+        &'a self,
         entry: Entry,
         rx: oneshot::Receiver<BatchResult>,
-        progress: &Arc<EntryProgress>,
+        progress: Arc<EntryProgress>,
         deadline: Instant,
         timeout: Duration,
         is_async: bool,
-        cancel: &CancellationToken,
-    ) -> BatchResult {
-        let closed_msg = if is_async {
-            BATCH_CLIENT_CLOSED
-        } else {
-            BATCH_CONN_CLOSED
-        };
-        let host = entry.sink.forwarded_host.clone();
-        if cancel.is_cancelled() {
-            return Err(canceled("send request is canceled"));
-        }
-        if self.token.is_cancelled() {
-            return Err(transport_error(&self.addr, BATCH_CONN_CLOSED));
-        }
-        // Cancel safety: `Sender::send` is cancel safe (the entry is dropped, unsent).
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return Err(canceled("send request is canceled")),
-            () = self.token.cancelled() => {
+        cancel: &'a CancellationToken,
+    ) -> impl Future<Output = BatchResult> + Send + 'a {
+        async move {
+            let closed_msg = if is_async {
+                BATCH_CLIENT_CLOSED
+            } else {
+                BATCH_CONN_CLOSED
+            };
+            let host = entry.sink.forwarded_host.clone();
+            if cancel.is_cancelled() {
+                return Err(canceled("send request is canceled"));
+            }
+            if self.token.is_cancelled() {
                 return Err(transport_error(&self.addr, BATCH_CONN_CLOSED));
             }
-            r = self.tx.send(entry) => {
-                if r.is_err() {
+            // Cancel safety: `Sender::reserve` is cancel safe (the entry is dropped, unsent,
+            // when this future is).
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(canceled("send request is canceled")),
+                () = self.token.cancelled() => {
                     return Err(transport_error(&self.addr, BATCH_CONN_CLOSED));
                 }
+                // `reserve` then `send` is what `Sender::send` does, without a second
+                // copy of the entry in that future.
+                r = self.tx.reserve() => match r {
+                    Ok(permit) => permit.send(entry),
+                    Err(_) => return Err(transport_error(&self.addr, BATCH_CONN_CLOSED)),
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(Error::new(ErrorDetail::AttemptTimeout { addr: self.addr.clone() })
+                        .with_source(Message("wait sendLoop: deadline exceeded".to_owned())));
+                }
             }
-            () = tokio::time::sleep_until(deadline) => {
-                return Err(Error::new(ErrorDetail::AttemptTimeout { addr: self.addr.clone() })
-                    .with_source(Message("wait sendLoop: deadline exceeded".to_owned())));
-            }
-        }
-        // Cancel safety: every branch is cancel safe; leaving drops `rx`, which marks the
-        // entry canceled for the builder and the receive loop.
-        tokio::select! {
-            biased;
-            r = rx => match r {
-                Ok(r) => r,
-                Err(_) => Err(transport_error(&self.addr, closed_msg)),
-            },
-            () = cancel.cancelled() => Err(canceled("wait response is canceled")),
-            () = self.token.cancelled() => Err(transport_error(&self.addr, closed_msg)),
-            () = tokio::time::sleep_until(deadline) => {
-                let reason = format!(
-                    "{}: deadline exceeded",
-                    format_timeout_reason(progress, &host, timeout, Instant::now())
-                );
-                Err(Error::new(ErrorDetail::AttemptTimeout { addr: self.addr.clone() })
-                    .with_source(Message(reason)))
+            // Cancel safety: every branch is cancel safe; leaving drops `rx`, which marks the
+            // entry canceled for the builder and the receive loop.
+            tokio::select! {
+                biased;
+                r = rx => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(transport_error(&self.addr, closed_msg)),
+                },
+                () = cancel.cancelled() => Err(canceled("wait response is canceled")),
+                () = self.token.cancelled() => Err(transport_error(&self.addr, closed_msg)),
+                () = tokio::time::sleep_until(deadline) => {
+                    let reason = format!(
+                        "{}: deadline exceeded",
+                        format_timeout_reason(&progress, &host, timeout, Instant::now())
+                    );
+                    Err(Error::new(ErrorDetail::AttemptTimeout { addr: self.addr.clone() })
+                        .with_source(Message(reason)))
+                }
             }
         }
     }

@@ -496,69 +496,81 @@ impl Transport {
     /// Cancel safe: dropping the future, or canceling the request's backoffer token,
     /// removes the request from the batch queue if it was not sent yet, or discards its
     /// answer when it arrives (a unary call is canceled); other requests are not affected.
-    pub async fn send_request(&self, mut req: RpcRequest) -> Result<RpcResponse, Error> {
-        let start = Instant::now();
-        let cmd = req.cmd_type();
-        let shared = &self.inner.shared;
-        let timeout = req
-            .options
-            .timeout
-            .unwrap_or_else(|| default_timeout(cmd, &shared.config));
-        let deadline = unary::instant_after(start, timeout);
-        // The caller's cancellation (client-go's request context, TE-1/BO-8): the token of
-        // the request's backoffer.
-        let cancel = req.backoffer.cancel_token();
-        req.attach_context();
-        if shared.idle_notify.swap(false, Ordering::AcqRel) {
-            self.recycle_idle();
-        }
-        // Taken, not cloned: nothing below reads the request's address again.
-        let addr = std::mem::take(&mut req.target.addr);
-        let store_id = req.target.store_id;
-        let enable_batch = req.options.endpoint == EndpointType::TiKV;
-        let pool = self.get_pool(&addr, enable_batch)?;
-        let charge = RuCharge::of(&req);
-        let batch = pool.batch.clone().filter(|_| enable_batch);
-        let res = if cancel.is_cancelled() {
-            Err(batch::canceled("send request is canceled"))
-        } else {
-            match (batch, req.cmd.to_batch_request()) {
-                (Some(batch), Some(breq)) => {
-                    let priority = override_priority(&req);
-                    let host = req.target.forwarded_host.clone().unwrap_or_default();
-                    batch
-                        .send(breq, host, priority, deadline, timeout, false, &cancel)
-                        .await
-                        .and_then(|r| from_batch(r, cmd))
-                }
-                _ => {
-                    // Cancel safety: dropping the unary call cancels the RPC.
-                    tokio::select! {
-                        biased;
-                        () = cancel.cancelled() => Err(batch::canceled("wait response is canceled")),
-                        r = unary::call(&pool, req, timeout, deadline) => r,
+    ///
+    /// The future owns what it needs (it does not borrow the transport). It is built as
+    /// one `async` block that holds the request once: an `async fn` would copy it from its
+    /// arguments into its body, and this future is moved into a box on every call.
+    pub fn send_request(
+        &self,
+        mut req: RpcRequest,
+    ) -> impl Future<Output = Result<RpcResponse, Error>> + Send + 'static {
+        let this = self.clone();
+        async move {
+            let start = Instant::now();
+            let cmd = req.cmd_type();
+            let shared = &this.inner.shared;
+            let timeout = req
+                .options
+                .timeout
+                .unwrap_or_else(|| default_timeout(cmd, &shared.config));
+            let deadline = unary::instant_after(start, timeout);
+            // The caller's cancellation (client-go's request context, TE-1/BO-8): the token of
+            // the request's backoffer.
+            let cancel = req.backoffer.cancel_token();
+            req.attach_context();
+            if shared.idle_notify.swap(false, Ordering::AcqRel) {
+                this.recycle_idle();
+            }
+            // Taken, not cloned: nothing below reads the request's address again.
+            let addr = std::mem::take(&mut req.target.addr);
+            let store_id = req.target.store_id;
+            let enable_batch = req.options.endpoint == EndpointType::TiKV;
+            let pool = this.get_pool(&addr, enable_batch)?;
+            let charge = RuCharge::of(&req);
+            let batch = pool.batch.clone().filter(|_| enable_batch);
+            let res = if cancel.is_cancelled() {
+                Err(batch::canceled("send request is canceled"))
+            } else {
+                match (batch, req.cmd.to_batch_request()) {
+                    (Some(batch), Some(breq)) => {
+                        let priority = override_priority(&req);
+                        let host = req.target.forwarded_host.clone().unwrap_or_default();
+                        batch
+                            .send(breq, host, priority, deadline, timeout, false, &cancel)
+                            .await
+                            .and_then(|r| from_batch(r, cmd))
+                    }
+                    _ => {
+                        // Cancel safety: dropping the unary call cancels the RPC. Boxed:
+                        // held inline, the unary call's future (several KB) would make
+                        // every call's future that large, batched ones included.
+                        tokio::select! {
+                            biased;
+                            () = cancel.cancelled() => Err(batch::canceled("wait response is canceled")),
+                            r = Box::pin(unary::call(&pool, req, timeout, deadline)) => r,
+                        }
                     }
                 }
+            };
+            let elapsed = start.elapsed();
+            if let Some(h) = pool.metrics.request_seconds(cmd) {
+                h.record(elapsed.as_secs_f64());
             }
-        };
-        let elapsed = start.elapsed();
-        if let Some(h) = pool.metrics.request_seconds(cmd) {
-            h.record(elapsed.as_secs_f64());
-        }
-        match res {
-            Ok(mut resp) => {
-                if let Some(c) = &charge {
-                    c.charge(&mut resp, &shared.config.ru_v2);
+            match res {
+                Ok(mut resp) => {
+                    if let Some(c) = &charge {
+                        c.charge(&mut resp, &shared.config.ru_v2);
+                    }
+                    trace::trace_exec_details(&resp);
+                    let mut out = RpcResponse::new(resp);
+                    out.details.addr = addr;
+                    out.details.store_id = store_id;
+                    out.details.attempts = 1;
+                    out.details.rpc_time = elapsed;
+                    Ok(out)
                 }
-                trace::trace_exec_details(&resp);
-                let mut out = RpcResponse::new(resp);
-                out.details.addr = addr;
-                out.details.store_id = store_id;
-                out.details.attempts = 1;
-                out.details.rpc_time = elapsed;
-                Ok(out)
+                Err(e) => Err(ErrConn::wrap(e, &pool.addr, pool.ver)),
             }
-            Err(e) => Err(ErrConn::wrap(e, &pool.addr, pool.ver)),
         }
     }
 
@@ -741,8 +753,7 @@ impl tower::Service<RpcRequest> for Transport {
     }
 
     fn call(&mut self, req: RpcRequest) -> ResponseFuture {
-        let this = self.clone();
-        Box::pin(async move { this.send_request(req).await })
+        Box::pin(self.send_request(req))
     }
 }
 

@@ -43,6 +43,14 @@ pub struct ResponseFuture {
     inner: Pin<Box<dyn Future<Output = Result<RpcResponse>> + Send>>,
 }
 
+#[cfg(test)]
+impl ResponseFuture {
+    /// The size of the boxed future, for the size probe (`crate::future_sizes`).
+    pub(crate) fn boxed_size(&self) -> usize {
+        std::mem::size_of_val(&*self.inner)
+    }
+}
+
 impl std::fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
@@ -81,123 +89,150 @@ where
 }
 
 /// One attempt: pick, patch, pay pending backoff, send, record (SL-3 steps 5 .. 13).
-async fn attempt<S>(inner: S, layer: ReplicaLayer, mut req: RpcRequest) -> Result<RpcResponse>
+///
+/// Not an `async fn`, so that the future holds the request once (an `async fn` copies its
+/// arguments from its captures into its body's state); the inner service is driven ready
+/// before it takes the request, so no `Oneshot` holds a second copy either.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` would hold its by-value arguments twice in its future"
+)]
+fn attempt<S>(
+    mut inner: S,
+    layer: ReplicaLayer,
+    mut req: RpcRequest,
+) -> impl Future<Output = Result<RpcResponse>> + Send + 'static
 where
     S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Send + 'static,
     S::Future: Send + 'static,
 {
-    // Only TiKV requests routed to a region have replicas to choose from; anything else
-    // (store-level commands, TiDB endpoints, requests the caller aimed at an address
-    // itself) goes through untouched.
-    let region = match &req.target.region {
-        Some(r) if req.options.endpoint == EndpointType::TiKV && req.target.addr.is_empty() => {
-            r.clone()
-        }
-        _ => return inner.oneshot(req).await,
-    };
-    let slot = req.call.slot.clone().unwrap_or_default();
-
-    let selector = match slot.take() {
-        Some(s) => Some(s),
-        None if slot.is_unavailable() => None,
-        None => {
-            let flags = ReadFlags {
-                replica_read: req.context.replica_read
-                    || req.options.replica_read.is_follower_read(),
-                stale_read: req.context.stale_read || req.options.stale_read,
-                busy_threshold_ms: req.context.busy_threshold_ms,
-                read_type: req.options.replica_read,
-            };
-            let opts = SelectorOptions {
-                labels: req.options.match_labels.clone(),
-                stores: req.options.match_store_ids.clone(),
-                leader_only: req.options.leader_only,
-                prefer_leader: req.options.prefer_leader,
-            };
-            let s = ReplicaSelector::new(
-                layer.svc.clone(),
-                region.ver,
-                req.cmd_type(),
-                flags,
-                opts,
-                layer.config,
-            );
-            if s.is_none() {
-                slot.set_unavailable();
+    async move {
+        // Only TiKV requests routed to a region have replicas to choose from; anything else
+        // (store-level commands, TiDB endpoints, requests the caller aimed at an address
+        // itself) goes through untouched.
+        let region = match &req.target.region {
+            Some(r) if req.options.endpoint == EndpointType::TiKV && req.target.addr.is_empty() => {
+                r.clone()
             }
-            s
-        }
-    };
-    let Some(mut sel) = selector else {
-        // RS-1: the region left the cache; no selector, no backoff, pseudo error.
-        slot.set_outcome(SlotOutcome::NoCandidate);
-        return pseudo_region_error(&req);
-    };
-
-    let target = match sel.next().await {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            let r = sel.backoff_on_no_candidate(&req.backoffer).await;
-            slot.put(sel);
-            if let Err(e) = r {
-                slot.set_outcome(SlotOutcome::Fatal);
-                return Err(e);
+            _ => {
+                inner.ready().await?;
+                let fut = inner.call(req);
+                drop(inner);
+                return fut.await;
             }
+        };
+        let slot = req.call.slot.clone().unwrap_or_default();
+
+        let selector = match slot.take() {
+            Some(s) => Some(s),
+            None if slot.is_unavailable() => None,
+            None => {
+                let flags = ReadFlags {
+                    replica_read: req.context.replica_read
+                        || req.options.replica_read.is_follower_read(),
+                    stale_read: req.context.stale_read || req.options.stale_read,
+                    busy_threshold_ms: req.context.busy_threshold_ms,
+                    read_type: req.options.replica_read,
+                };
+                let opts = SelectorOptions {
+                    labels: req.options.match_labels.clone(),
+                    stores: req.options.match_store_ids.clone(),
+                    leader_only: req.options.leader_only,
+                    prefer_leader: req.options.prefer_leader,
+                };
+                let s = ReplicaSelector::new(
+                    layer.svc.clone(),
+                    region.ver,
+                    req.cmd_type(),
+                    flags,
+                    opts,
+                    layer.config,
+                );
+                if s.is_none() {
+                    slot.set_unavailable();
+                }
+                s
+            }
+        };
+        let Some(mut sel) = selector else {
+            // RS-1: the region left the cache; no selector, no backoff, pseudo error.
             slot.set_outcome(SlotOutcome::NoCandidate);
             return pseudo_region_error(&req);
-        }
-        Err(e) => {
-            slot.put(sel);
-            slot.set_outcome(SlotOutcome::Fatal);
-            return Err(e);
-        }
-    };
+        };
 
-    let store_id = target.peer.store_id;
-    if let Err(e) = patch(&layer, &mut sel, target, &mut req) {
-        slot.put(sel);
-        slot.set_outcome(SlotOutcome::Fatal);
-        return Err(e);
-    }
-    if let Err(e) = sel.backoff_on_retry(store_id, &req.backoffer).await {
-        slot.put(sel);
-        slot.set_outcome(SlotOutcome::Fatal);
-        return Err(e);
-    }
-
-    // SC-16: a per-store cap on attempts in flight; held until the attempt completes.
-    let _token = if layer.store_limit > 0 {
-        match layer
-            .svc
-            .stores
-            .acquire_store_token(store_id, layer.store_limit)
-        {
-            Ok(t) => t,
+        let target = match sel.next().await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                let r = sel.backoff_on_no_candidate(&req.backoffer).await;
+                slot.put(sel);
+                if let Err(e) = r {
+                    slot.set_outcome(SlotOutcome::Fatal);
+                    return Err(e);
+                }
+                slot.set_outcome(SlotOutcome::NoCandidate);
+                return pseudo_region_error(&req);
+            }
             Err(e) => {
                 slot.put(sel);
                 slot.set_outcome(SlotOutcome::Fatal);
                 return Err(e);
             }
+        };
+
+        let store_id = target.peer.store_id;
+        if let Err(e) = patch(&layer, &mut sel, target, &mut req) {
+            slot.put(sel);
+            slot.set_outcome(SlotOutcome::Fatal);
+            return Err(e);
         }
-    } else {
-        None
-    };
-    let feed_slow_score = sel.read_type() == ReplicaReadType::PreferLeader
-        && !req.context.request_source.starts_with("internal");
-    let start = Instant::now();
-    let res = inner.oneshot(req).await;
-    let took = start.elapsed();
-    sel.record_attempted_time(took);
-    if feed_slow_score {
-        layer.svc.stores.record_rpc_duration(store_id, took);
+        if let Err(e) = sel.backoff_on_retry(store_id, &req.backoffer).await {
+            slot.put(sel);
+            slot.set_outcome(SlotOutcome::Fatal);
+            return Err(e);
+        }
+
+        // SC-16: a per-store cap on attempts in flight; held until the attempt completes.
+        let _token = if layer.store_limit > 0 {
+            match layer
+                .svc
+                .stores
+                .acquire_store_token(store_id, layer.store_limit)
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    slot.put(sel);
+                    slot.set_outcome(SlotOutcome::Fatal);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        let feed_slow_score = sel.read_type() == ReplicaReadType::PreferLeader
+            && !req.context.request_source.starts_with("internal");
+        let start = Instant::now();
+        // What `oneshot` does: ready, call, and the service dropped once called.
+        let res = match inner.ready().await {
+            Ok(_) => {
+                let fut = inner.call(req);
+                drop(inner);
+                fut.await
+            }
+            Err(e) => Err(e),
+        };
+        let took = start.elapsed();
+        sel.record_attempted_time(took);
+        if feed_slow_score {
+            layer.svc.stores.record_rpc_duration(store_id, took);
+        }
+        if let Ok(resp) = &res
+            && resp.region_error().is_none()
+        {
+            sel.on_send_success();
+        }
+        slot.put(sel);
+        res
     }
-    if let Ok(resp) = &res
-        && resp.region_error().is_none()
-    {
-        sel.on_send_success();
-    }
-    slot.put(sel);
-    res
 }
 
 /// Writes the attempt's target into the request (SL-3 step 7, SL-4 steps 2 .. 3, SL-10,

@@ -46,6 +46,14 @@ pub struct ResponseFuture {
     inner: Pin<Box<dyn Future<Output = Result<RpcResponse>> + Send>>,
 }
 
+#[cfg(test)]
+impl ResponseFuture {
+    /// The size of the boxed future, for the size probe (`crate::future_sizes`).
+    pub(crate) fn boxed_size(&self) -> usize {
+        std::mem::size_of_val(&*self.inner)
+    }
+}
+
 impl std::fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
@@ -83,65 +91,81 @@ where
 }
 
 /// The SL-3 loop. `first` is the service polled ready by the caller; later attempts use
-/// clones of it driven with `oneshot`.
-async fn send_loop<S>(first: S, layer: RetryLayer, mut base: RpcRequest) -> Result<RpcResponse>
+/// clones of it, each driven ready before it is called.
+///
+/// Not an `async fn`: its arguments would be copied from the future's captures into its
+/// body's state, so the request would be held twice; the block below uses the captured
+/// request in place.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` would hold its by-value arguments twice in its future"
+)]
+fn send_loop<S>(
+    first: S,
+    layer: RetryLayer,
+    mut base: RpcRequest,
+) -> impl Future<Output = Result<RpcResponse>> + Send + 'static
 where
     S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let stale_read = base.options.stale_read || base.context.stale_read;
-    // SL-2 step 3: a read at a ts the oracle cannot vouch for is never sent.
-    if let Some(validator) = &layer.read_ts
-        && let Some(ts) = read_ts_to_validate(&base)
-        && let Err(e) = validator.validate_read_ts(ts, stale_read).await
-    {
-        tracing::error!(
-            cmd = %base.cmd_type(),
-            read_ts = ts,
-            stale_read,
-            error = %e,
-            "validate read ts failed for request"
-        );
-        return Err(e);
-    }
-    // The caller's read intent, for attempt-level layers (client-go's `reqInvariants`):
-    // the selector may turn later attempts into leader reads.
-    base.call.invariants = Some(ReadInvariants::of(&base));
-    let Some(sink) = base.extensions.get::<ExecDetailsSink>().cloned() else {
-        return run(first, layer, base, None).await;
-    };
-    // Backoff accounting is a delta over the call: the backoffer may be shared.
-    let bo = base.backoffer.clone();
-    let (times0, sleep0) = bo.with(|b| (b.backoff_times(), b.backoff_sleep_ms()));
-    let mut details = ExecDetails::default();
-    let result = run(first, layer, base, Some(&mut details)).await;
-    let (times1, sleep1) = bo.with(|b| (b.backoff_times(), b.backoff_sleep_ms()));
-    for (kind, n) in times1 {
-        let count = n.saturating_sub(times0.get(&kind).copied().unwrap_or(0));
-        let ms = sleep1
-            .get(&kind)
-            .copied()
-            .unwrap_or(0)
-            .saturating_sub(sleep0.get(&kind).copied().unwrap_or(0));
-        if count > 0 {
-            details.backoff.insert(
-                kind,
-                BackoffStats {
-                    count,
-                    duration: Duration::from_millis(ms),
-                },
+    async move {
+        let stale_read = base.options.stale_read || base.context.stale_read;
+        // SL-2 step 3: a read at a ts the oracle cannot vouch for is never sent.
+        if let Some(validator) = &layer.read_ts
+            && let Some(ts) = read_ts_to_validate(&base)
+            && let Err(e) = validator.validate_read_ts(ts, stale_read).await
+        {
+            tracing::error!(
+                cmd = %base.cmd_type(),
+                read_ts = ts,
+                stale_read,
+                error = %e,
+                "validate read ts failed for request"
             );
+            return Err(e);
         }
+        // The caller's read intent, for attempt-level layers (client-go's `reqInvariants`):
+        // the selector may turn later attempts into leader reads.
+        base.call.invariants = Some(ReadInvariants::of(&base));
+        // `run` borrows the template and the layer: its future then holds no second copy of
+        // them (every byte of this future is moved once, into its box).
+        let Some(sink) = base.extensions.get::<ExecDetailsSink>().cloned() else {
+            return run(first, &layer, &mut base, None).await;
+        };
+        // Backoff accounting is a delta over the call: the backoffer may be shared.
+        let bo = base.backoffer.clone();
+        let (times0, sleep0) = bo.with(|b| (b.backoff_times(), b.backoff_sleep_ms()));
+        let mut details = ExecDetails::default();
+        let result = run(first, &layer, &mut base, Some(&mut details)).await;
+        let (times1, sleep1) = bo.with(|b| (b.backoff_times(), b.backoff_sleep_ms()));
+        for (kind, n) in times1 {
+            let count = n.saturating_sub(times0.get(&kind).copied().unwrap_or(0));
+            let ms = sleep1
+                .get(&kind)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(sleep0.get(&kind).copied().unwrap_or(0));
+            if count > 0 {
+                details.backoff.insert(
+                    kind,
+                    BackoffStats {
+                        count,
+                        duration: Duration::from_millis(ms),
+                    },
+                );
+            }
+        }
+        sink.record(&details);
+        result
     }
-    sink.record(&details);
-    result
 }
 
 /// The loop itself; `details`, when given, collects RPC and error statistics.
 async fn run<S>(
     first: S,
-    layer: RetryLayer,
-    mut base: RpcRequest,
+    layer: &RetryLayer,
+    base: &mut RpcRequest,
     mut details: Option<&mut ExecDetails>,
 ) -> Result<RpcResponse>
 where
@@ -159,10 +183,10 @@ where
         slot: &slot,
         bo: &bo,
         cmd,
-        max_exec_ms: policy::effective_max_exec_ms(&base),
+        max_exec_ms: policy::effective_max_exec_ms(base),
     };
     // The first attempt uses the service the caller polled ready; later attempts use
-    // clones of it, whose readiness `oneshot` drives.
+    // clones of it, driven ready before each call.
     let template = first.clone();
     let mut first = Some(first);
     let mut send_times: u32 = 0;
@@ -195,77 +219,119 @@ where
         if cmd.is_interruptible() {
             bo.check_killed()?;
         }
-        let mut attempt = base.clone();
-        if send_times > 0 {
-            attempt.context.is_retry_request = true;
-        }
-        let svc = first.take().unwrap_or_else(|| template.clone());
-        let started = Instant::now();
-        let result = svc.oneshot(attempt).await;
-        let took = started.elapsed();
-        rpc_time += took;
-        // Only attempts that reached the transport count as RPCs (SL-4): the replica layer
-        // records an outcome for the ones it answered itself.
-        let outcome = slot.take_outcome();
-        if outcome.is_none()
-            && let Some(d) = details.as_deref_mut()
-        {
-            d.record_rpc(cmd, took);
-            d.wait_kv_resp += took;
-            let label = match &result {
-                Ok(r) => r
-                    .region_error()
-                    .map(|e| crate::classify::RegionErrorKind::of(e).label()),
-                Err(e) => Some(e.kind().label()),
+        let mut svc = first.take().unwrap_or_else(|| template.clone());
+        // The attempt's result lives in this block only: a local that is borrowed stays
+        // in the future's state until its scope ends, so it must end before the awaits of
+        // the error handling below.
+        let failure = {
+            let started = Instant::now();
+            // What `oneshot` does (ready, call, the service dropped once called), with
+            // the attempt's request built only once the service is ready, so that no
+            // `Oneshot` holds and moves it meanwhile.
+            let result = match svc.ready().await {
+                Ok(_) => {
+                    let mut attempt = base.clone();
+                    if send_times > 0 {
+                        attempt.context.is_retry_request = true;
+                    }
+                    let fut = svc.call(attempt);
+                    drop(svc);
+                    fut.await
+                }
+                Err(e) => Err(e),
             };
-            // `RecordRPCErrorStats` and `recordRPCAccessInfo`, for attempts that met an
-            // error.
-            if let Some(l) = label {
-                d.record_error(l);
-                let (peer, store, read_type) = attempt_target(&slot, &base);
-                d.access.record(read_type, peer, store, l);
+            let took = started.elapsed();
+            rpc_time += took;
+            // Only attempts that reached the transport count as RPCs (SL-4): the replica layer
+            // records an outcome for the ones it answered itself.
+            let outcome = slot.take_outcome();
+            if outcome.is_none()
+                && let Some(d) = details.as_deref_mut()
+            {
+                d.record_rpc(cmd, took);
+                d.wait_kv_resp += took;
+                let label = match &result {
+                    Ok(r) => r
+                        .region_error()
+                        .map(|e| crate::classify::RegionErrorKind::of(e).label()),
+                    Err(e) => Some(e.kind().label()),
+                };
+                // `RecordRPCErrorStats` and `recordRPCAccessInfo`, for attempts that met an
+                // error.
+                if let Some(l) = label {
+                    d.record_error(l);
+                    let (peer, store, read_type) = attempt_target(&slot, base);
+                    d.access.record(read_type, peer, store, l);
+                }
             }
-        }
 
-        // Outcomes decided below us, in the replica layer, end the call as they are.
-        match outcome {
-            Some(SlotOutcome::Fatal) => return result.map(|r| finish(r, send_times, rpc_time)),
-            Some(SlotOutcome::NoCandidate) => {
-                return result.map(|r| finish(r, send_times, rpc_time));
+            // Outcomes decided below us, in the replica layer, end the call as they are.
+            match outcome {
+                Some(SlotOutcome::Fatal) => return result.map(|r| finish(r, send_times, rpc_time)),
+                Some(SlotOutcome::NoCandidate) => {
+                    return result.map(|r| finish(r, send_times, rpc_time));
+                }
+                None => {}
             }
-            None => {}
-        }
-        send_times += 1;
-        // Later attempts stay on the region this call was routed to (client-go's
-        // `regionVer` argument), even when `route` below us located it.
-        if base.target.region.is_none() {
-            base.target.region = slot.routed_region();
-        }
+            send_times += 1;
+            // Later attempts stay on the region this call was routed to (client-go's
+            // `regionVer` argument), even when `route` below us located it.
+            if base.target.region.is_none() {
+                base.target.region = slot.routed_region();
+            }
 
-        match result {
-            Err(err) => {
+            // The common answer returns here. What is left to handle is small: nothing the
+            // size of a response stays in this future across the awaits below (a response
+            // value that lived across them would be laid out in every state of the future).
+            match Failure::of(result) {
+                Ok(resp) => return Ok(finish(resp, send_times, rpc_time)),
+                Err(f) => f,
+            }
+        };
+        match failure {
+            Failure::Send(err) => {
                 // SL-3 step 11: the caller's own cancellation ends the call at once.
                 if matches!(err.detail(), ErrorDetail::Canceled) {
                     return Err(err);
                 }
                 // SL-3 step 2: when handling fails, the caller sees the transport error.
-                if sender.on_send_fail(&err, &base).await.is_err() {
+                if sender.on_send_fail(&err, base).await.is_err() {
                     return Err(err);
                 }
             }
-            Ok(resp) => {
+            Failure::Region(resp) => {
                 let Some(region_err) = resp.region_error() else {
-                    return Ok(finish(resp, send_times, rpc_time));
+                    return Ok(finish(*resp, send_times, rpc_time));
                 };
-                let region_err = region_err.clone();
-                match sender.on_region_error(&region_err, &base).await {
+                match sender.on_region_error(region_err, base).await {
                     RegionErrorDecision::Retry => {}
                     RegionErrorDecision::ReturnToCaller => {
-                        return Ok(finish(resp, send_times, rpc_time));
+                        return Ok(finish(*resp, send_times, rpc_time));
                     }
                     RegionErrorDecision::Fail(e) => return Err(e),
                 }
             }
+        }
+    }
+}
+
+/// An attempt's outcome that the loop must handle before it ends or sends again.
+enum Failure {
+    /// The attempt failed to send or to get an answer.
+    Send(Error),
+    /// The answer carries a region error; boxed, since it is held across the handling.
+    Region(Box<RpcResponse>),
+}
+
+impl Failure {
+    /// Splits an attempt's result into the answer that ends the call (no region error)
+    /// and what is left to handle. Taking the result by value keeps it out of the loop's
+    /// future: a partly moved-out local would still be held there.
+    fn of(result: Result<RpcResponse>) -> std::result::Result<RpcResponse, Failure> {
+        match result {
+            Err(err) => Err(Failure::Send(err)),
+            Ok(resp) if resp.region_error().is_some() => Err(Failure::Region(Box::new(resp))),
+            Ok(resp) => Ok(resp),
         }
     }
 }

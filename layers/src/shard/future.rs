@@ -63,6 +63,18 @@ impl<F> ResponseFuture<F> {
     }
 }
 
+#[cfg(test)]
+impl<F> ResponseFuture<F> {
+    /// The size of the boxed sharded future, or of the direct one, for the size probe
+    /// (`crate::future_sizes`).
+    pub(crate) fn boxed_size(&self) -> usize {
+        match &self.kind {
+            Kind::Direct { fut } => std::mem::size_of_val(fut),
+            Kind::Sharded { fut } => std::mem::size_of_val(&**fut),
+        }
+    }
+}
+
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
@@ -171,60 +183,82 @@ fn foreign_region(region: &RegionSnapshot, key: &[u8]) -> Error {
 /// Unlike the key fan-out it needs no plan, grouping, backoffer forks or merge: the
 /// caller's backoffer is used directly, and the only per-send cost is the request copy
 /// kept for a resend. Details of every send add up in the answer.
-pub(super) async fn point<S>(
+///
+/// Not an `async fn`: the future holds the request once (an `async fn` copies its
+/// arguments into its body's state), and it is moved into a box on every point call.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` would hold its by-value arguments twice in its future"
+)]
+pub(super) fn point<S>(
     svc: S,
     locator: Arc<dyn RegionLocator>,
     mut req: RpcRequest,
-) -> Result<RpcResponse>
+) -> impl Future<Output = Result<RpcResponse>> + Send + 'static
 where
     S: Service<RpcRequest, Response = RpcResponse, Error = Error> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let cmd_type = req.cmd.cmd_type();
-    // The details of every send so far; `None` until the first answer, which is then
-    // taken as it is (no copy of its address).
-    let mut totals: Option<AttemptDetails> = None;
-    let mut slept_total = Duration::ZERO;
-    loop {
-        let key = match route_key(&req.cmd) {
-            RouteKey::Key(k) | RouteKey::EndKey(k) => k,
-            RouteKey::None => &[],
-        };
-        let hinted = matches!(&req.target.region, Some(r) if r.contains(key));
-        if !hinted {
-            let region = locator.locate_key(key).await?;
-            if !region.contains(key) {
-                return Err(foreign_region(&region, key));
-            }
-            req.target = Target {
-                region: Some(region),
-                ..Target::default()
+    async move {
+        let cmd_type = req.cmd.cmd_type();
+        // The details of every send so far; `None` until the first answer, which is then
+        // taken as it is (no copy of its address).
+        let mut totals: Option<AttemptDetails> = None;
+        let mut slept_total = Duration::ZERO;
+        loop {
+            let key = match route_key(&req.cmd) {
+                RouteKey::Key(k) | RouteKey::EndKey(k) => k,
+                RouteKey::None => &[],
             };
+            let hinted = matches!(&req.target.region, Some(r) if r.contains(key));
+            if !hinted {
+                let region = locator.locate_key(key).await?;
+                if !region.contains(key) {
+                    return Err(foreign_region(&region, key));
+                }
+                req.target = Target {
+                    region: Some(region),
+                    ..Target::default()
+                };
+            }
+            // The answer lives in this block only, so that it is not held in this
+            // future's state across the backoff below. What `oneshot` does: the clone
+            // is driven ready, then called (no second copy of the request waits in a
+            // `Oneshot` meanwhile).
+            let region_err = {
+                let mut inner = svc.clone();
+                inner.ready().await?;
+                let fut = inner.call(req.clone());
+                drop(inner);
+                let mut resp = fut.await?;
+                resp.expect(cmd_type)?;
+                if let Some(mut t) = totals.take() {
+                    add_details(&mut t, &resp.details);
+                    resp.details = t;
+                }
+                let Some(region_err) = resp.region_error() else {
+                    resp.details.backoff_time =
+                        resp.details.backoff_time.saturating_add(slept_total);
+                    return Ok(resp);
+                };
+                if is_undetermined(region_err) {
+                    return Ok(resp);
+                }
+                let region_err = Box::new(region_err.clone());
+                tracing::debug!(
+                    cmd = %cmd_type,
+                    region = req.target.region.as_ref().map_or(0, |r| r.ver.id),
+                    error = RegionErrorKind::of(&region_err).label(),
+                    "point request met a region error; locating its key again"
+                );
+                totals = Some(resp.details);
+                region_err
+            };
+            slept_total =
+                slept_total.saturating_add(backoff_for(&region_err, &req.backoffer).await?);
+            // Locate again: the send loop already invalidated what the error disproved.
+            req.target = Target::default();
         }
-        let mut resp = svc.clone().oneshot(req.clone()).await?;
-        resp.expect(cmd_type)?;
-        if let Some(mut t) = totals.take() {
-            add_details(&mut t, &resp.details);
-            resp.details = t;
-        }
-        let Some(region_err) = resp.region_error() else {
-            resp.details.backoff_time = resp.details.backoff_time.saturating_add(slept_total);
-            return Ok(resp);
-        };
-        if is_undetermined(region_err) {
-            return Ok(resp);
-        }
-        let region_err = region_err.clone();
-        tracing::debug!(
-            cmd = %cmd_type,
-            region = req.target.region.as_ref().map_or(0, |r| r.ver.id),
-            error = RegionErrorKind::of(&region_err).label(),
-            "point request met a region error; locating its key again"
-        );
-        totals = Some(resp.details);
-        slept_total = slept_total.saturating_add(backoff_for(&region_err, &req.backoffer).await?);
-        // Locate again: the send loop already invalidated what the error disproved.
-        req.target = Target::default();
     }
 }
 
