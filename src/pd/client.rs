@@ -20,7 +20,7 @@ use super::health::{self, ApiKind, Availability, FOLLOWER_UNAVAILABLE_FOR};
 use super::layer::{PdChannel, pd_channel};
 use super::tso::{self, TsoCall};
 use super::{KeyRange, RegionInfo, RegionMetaClient, RegionOptions};
-use crate::oracle::{TimestampSource, compose_ts};
+use crate::oracle::TimestampSource;
 
 /// How often members are refreshed without a trigger (PD-4, 60 s).
 const MEMBER_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
@@ -348,7 +348,13 @@ async fn get_members(
         header: Some(pdpb::RequestHeader::default()),
     };
     match tokio::time::timeout(timeout, client.get_members(req)).await {
-        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Ok(resp)) => {
+            let resp = resp.into_inner();
+            // As in the PD client's `getMembers`, an answer carrying a header error is a
+            // failed call: it gives neither the cluster id (PD-3) nor the leader (PD-4).
+            check_header(resp.header.as_ref(), 0)?;
+            Ok(resp)
+        }
         Ok(Err(status)) => Err(status_error(status, url)),
         Err(_) => Err(Error::new(ErrorDetail::PdServerTimeout(format!(
             "{url}: get members timed out"
@@ -999,7 +1005,8 @@ impl PdClient {
             .collect())
     }
 
-    /// `PD/GetStore`. `Ok(None)` when PD returns no store.
+    /// `PD/GetStore`. `Ok(None)` when PD returns no store, or a store whose node is
+    /// `Removed` (the PD client's `handleStoreResponse`: the store is gone).
     ///
     /// # Cancel safety
     ///
@@ -1013,7 +1020,10 @@ impl PdClient {
             .await
         })
         .await
-        .map(|r| r.store)
+        .map(|r| {
+            r.store
+                .filter(|s| s.node_state() != metapb::NodeState::Removed)
+        })
     }
 
     /// `PD/GetAllStores`.
@@ -1561,9 +1571,4 @@ impl RegionMetaClient for PdClient {
     fn cluster_id(&self) -> u64 {
         self.inner.cluster_id
     }
-}
-
-/// Composes a `pdpb::Timestamp` (physical, logical) into a ts.
-pub(super) fn compose(ts: &pdpb::Timestamp) -> u64 {
-    compose_ts(ts.physical, ts.logical)
 }

@@ -316,13 +316,18 @@ mod forward_layer {
 #[cfg(feature = "mock")]
 mod members;
 
+// Creation, members, unary calls and forwarding (PD-3 .. PD-17), and the TSO dispatcher
+// (TSO-1 .. TSO-8), against the same members.
+#[cfg(feature = "mock")]
+mod client;
+#[cfg(feature = "mock")]
+mod tso;
+
 #[cfg(feature = "mock")]
 mod follower_handle {
-    use std::time::Duration;
-
     use tikv_layers::ErrorDetail;
 
-    use super::members::{Members, Read};
+    use super::members::{Members, Read, bounded, quiet_opts};
     use super::*;
 
     const METHODS: [&str; 5] = [
@@ -335,13 +340,8 @@ mod follower_handle {
 
     fn opts(enable_follower_handle: bool) -> PdClientOptions {
         PdClientOptions {
-            timeout: Duration::from_secs(2),
-            max_init_retries: 1,
             enable_follower_handle,
-            // No probe and no periodic check while a test runs.
-            health_check_interval: Duration::from_secs(3600),
-            service_mode_interval: Duration::from_secs(3600),
-            ..PdClientOptions::default()
+            ..quiet_opts()
         }
     }
 
@@ -350,13 +350,6 @@ mod follower_handle {
             allow_follower,
             ..RegionOptions::default()
         }
-    }
-
-    /// Runs `fut` with an upper bound so a hang fails the test instead of blocking CI.
-    async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
-        tokio::time::timeout(Duration::from_secs(20), fut)
-            .await
-            .expect("operation hung")
     }
 
     async fn connect(m: &Members, enable_follower_handle: bool) -> PdClient {

@@ -8,9 +8,10 @@
 //! concurrency of 1), so callers arriving during an RPC form the next batch.
 //!
 //! Every batch has a deadline (the client timeout). A broken stream, a header error, a
-//! count mismatch or an expired deadline fails the batch's callers with a typed error,
-//! drops the stream and refreshes members; the next batch reconnects. When the client
-//! closes, queued callers get [`ErrorDetail::ShuttingDown`]. No caller waits forever.
+//! count mismatch, a reply that is no timestamp or an expired deadline fails the batch's
+//! callers with a typed error, drops the stream and refreshes members; the next batch
+//! reconnects. When the client closes, queued callers get [`ErrorDetail::ShuttingDown`].
+//! No caller waits forever.
 //!
 //! With forwarding on and the leader failing its health probes, the stream is opened
 //! through a follower carrying the forwarding header (PD-5); it is reopened on the leader
@@ -29,10 +30,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{
-    Inner, check_header, cluster_id_of, compose, request_header, schedule_check, serving_target,
+    Inner, check_header, cluster_id_of, request_header, schedule_check, serving_target,
     status_error, update_members,
 };
-use crate::oracle::{compose_ts, extract_logical};
+use crate::oracle::{PHYSICAL_SHIFT_BITS, extract_logical};
 
 /// One waiting caller.
 pub(super) struct TsoCall {
@@ -239,11 +240,26 @@ async fn process_batch(
             "tso response without timestamp".into(),
         )));
     };
-    debug_assert_eq!(ts.suffix_bits, 0, "suffix bits are not used any more");
-    let largest = compose(ts);
-    let first_logical = extract_logical(largest) - i64::from(count32) + 1;
-    let first = compose_ts(ts.physical, ts.logical - i64::from(count32) + 1);
-    if first_logical < 0 && ts.logical < i64::from(count32) - 1 {
+    // TSO-2: `logical` is the largest of the block; `suffix_bits` is ignored, as the PD
+    // client ignores it. The numbers are the server's, so they are composed with checked
+    // arithmetic: a reply that cannot be a block of timestamps is a typed error, never an
+    // overflow (and never a negative ts that would poison the monotonicity guard).
+    let span = i64::from(count32) - 1;
+    let block = ts
+        .physical
+        .checked_mul(1 << PHYSICAL_SHIFT_BITS)
+        .and_then(|p| p.checked_add(ts.logical))
+        .and_then(|largest| Some((largest.checked_sub(span)?, largest)))
+        .filter(|&(first, _)| first >= 0);
+    let Some((first, largest)) = block.map(|(first, largest)| (first as u64, largest as u64))
+    else {
+        return Err(Error::new(ErrorDetail::Malformed(format!(
+            "tso reply ({}, {}) for count {count32} is not a timestamp",
+            ts.physical, ts.logical
+        ))));
+    };
+    let first_logical = extract_logical(largest) - span;
+    if first_logical < 0 && ts.logical < span {
         return Err(Error::new(ErrorDetail::Malformed(format!(
             "tso logical {} too small for count {count32}",
             ts.logical

@@ -292,7 +292,8 @@ struct Shared {
 /// Groups the keys at `indices` by region (client-go's `GroupKeysByRegion`, RC-21): a
 /// key is located only when it falls outside the previously located region; groups keep
 /// the keys' order and come back in region order. A `hint` region containing every key is
-/// used without locating.
+/// used without locating, unless a split key sits on its start (that key must go through
+/// the filter below, as it would for a located region).
 async fn group(
     locator: &dyn RegionLocator,
     plan: &KeyPlan,
@@ -300,7 +301,10 @@ async fn group(
     hint: Option<&Arc<RegionSnapshot>>,
 ) -> Result<Vec<(Arc<RegionSnapshot>, Vec<usize>)>> {
     if let Some(h) = hint
-        && indices.iter().all(|&i| h.contains(plan.key(i)))
+        && indices.iter().all(|&i| {
+            let key = plan.key(i);
+            h.contains(key) && !(plan.skips_region_start_keys() && key == h.start_key())
+        })
     {
         return Ok(vec![(h.clone(), indices.to_vec())]);
     }

@@ -23,6 +23,18 @@ use crate::locate::{
 };
 use crate::request::{CmdType, Command, CommandResponse, RpcRequest, RpcResponse};
 
+// More tests by topic, sharing the fixtures of this file: the public surface (layer,
+// service, policy, future), the key plans and merges, the point and key fan-out paths,
+// and the range paging.
+#[cfg(test)]
+mod fan_out;
+#[cfg(test)]
+mod paging;
+#[cfg(test)]
+mod plan;
+#[cfg(test)]
+mod surface;
+
 // ===== fixtures =====
 
 fn snap(id: u64, ver: u64, start: &[u8], end: &[u8]) -> Arc<RegionSnapshot> {
@@ -60,6 +72,8 @@ struct LocatorState {
     cache: Vec<Arc<RegionSnapshot>>,
     next_id: u64,
     fail_next: Option<ErrorDetail>,
+    /// A region the next lookup answers whatever it was asked (a cache gone wrong).
+    answer_next: Option<Arc<RegionSnapshot>>,
 }
 
 /// A region locator over scripted regions. `split` changes the cluster only; the cache
@@ -131,15 +145,21 @@ impl FakeLocator {
         self.state.lock().unwrap().fail_next = Some(e);
     }
 
+    /// Makes the next lookup answer `region`, whether or not it holds the key asked for.
+    fn answer_next(&self, region: Arc<RegionSnapshot>) {
+        self.state.lock().unwrap().answer_next = Some(region);
+    }
+
     fn lookup(
         &self,
         f: impl Fn(&RegionSnapshot) -> bool,
     ) -> BoxFuture<'static, Result<Arc<RegionSnapshot>>> {
         self.locates.fetch_add(1, Ordering::SeqCst);
         let mut st = self.state.lock().unwrap();
-        let res = match st.fail_next.take() {
-            Some(e) => Err(e.into()),
-            None => st
+        let res = match (st.fail_next.take(), st.answer_next.take()) {
+            (Some(e), _) => Err(e.into()),
+            (None, Some(r)) => Ok(r),
+            (None, None) => st
                 .cache
                 .iter()
                 .find(|r| f(r))
@@ -244,6 +264,17 @@ fn sent_keys(req: &RpcRequest) -> Vec<String> {
         Command::Commit(r) => r.keys.clone(),
         Command::RawBatchPut(r) => r.pairs.iter().map(|p| p.key.clone()).collect(),
         Command::RawGet(r) => vec![r.key.clone()],
+        Command::RawPut(r) => vec![r.key.clone()],
+        Command::BatchGet(r) => r.keys.clone(),
+        Command::BatchRollback(r) => r.keys.clone(),
+        Command::PessimisticRollback(r) => r.keys.clone(),
+        Command::CheckSecondaryLocks(r) => r.keys.clone(),
+        Command::ResolveLock(r) => r.keys.clone(),
+        Command::SplitRegion(r) if r.split_keys.is_empty() => vec![r.split_key.clone()],
+        Command::SplitRegion(r) => r.split_keys.clone(),
+        Command::Prewrite(r) => r.mutations.iter().map(|m| m.key.clone()).collect(),
+        Command::PessimisticLock(r) => r.mutations.iter().map(|m| m.key.clone()).collect(),
+        Command::Flush(r) => r.mutations.iter().map(|m| m.key.clone()).collect(),
         other => panic!("unexpected {other:?}"),
     };
     ks.into_iter()
@@ -1117,13 +1148,14 @@ async fn scan_lock_zero_limit_pages_every_region() {
 
 // ===== ranges against an in-memory store =====
 
-/// A store model: answers raw and transactional scans from its region's slice of a
-/// `BTreeMap`. A sub-request for a stale region version gets `EpochNotMatch` with the
-/// current regions (and the locator's cache learns them, as the retry layer would make
-/// it); a sub-request whose range leaves its region is a test failure.
+/// A store model: answers raw and transactional scans, raw gets, raw batch gets, puts and
+/// deletes and raw delete ranges from its region's slice of a `BTreeMap`. A sub-request for a
+/// stale region version gets `EpochNotMatch` with the current regions (and the locator's
+/// cache learns them, as the retry layer would make it); a sub-request whose range or
+/// keys leave its region is a test failure.
 #[derive(Clone)]
 struct Model {
-    data: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
+    data: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
     locator: Arc<FakeLocator>,
     sent: Arc<AtomicUsize>,
 }
@@ -1131,11 +1163,11 @@ struct Model {
 impl Model {
     fn new(locator: Arc<FakeLocator>, kvs: &[(&str, &str)]) -> Model {
         Model {
-            data: Arc::new(
+            data: Arc::new(Mutex::new(
                 kvs.iter()
                     .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
                     .collect(),
-            ),
+            )),
             locator,
             sent: Arc::new(AtomicUsize::new(0)),
         }
@@ -1143,7 +1175,7 @@ impl Model {
 
     fn with_data(locator: Arc<FakeLocator>, data: BTreeMap<Vec<u8>, Vec<u8>>) -> Model {
         Model {
-            data: Arc::new(data),
+            data: Arc::new(Mutex::new(data)),
             locator,
             sent: Arc::new(AtomicUsize::new(0)),
         }
@@ -1158,8 +1190,8 @@ impl Model {
         if !hi.is_empty() && lo >= hi {
             return Vec::new();
         }
-        let it = self
-            .data
+        let data = self.data.lock().unwrap();
+        let it = data
             .range((Bound::Included(lo.to_vec()), upper))
             .map(|(k, v)| pair(k, v));
         if reverse {
@@ -1167,6 +1199,86 @@ impl Model {
         } else {
             it.take(limit as usize).collect()
         }
+    }
+
+    /// A copy of the stored data.
+    fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.data.lock().unwrap().clone()
+    }
+
+    /// Fails unless every key of a batch lies in the region the batch was sent to.
+    fn check_keys<'a>(
+        region: &RegionSnapshot,
+        keys: impl IntoIterator<Item = &'a Vec<u8>>,
+    ) -> Result<()> {
+        match keys.into_iter().find(|k| !region.contains(k)) {
+            Some(k) => Err(ErrorDetail::Internal(format!(
+                "key {k:?} sent to region [{:?}, {:?})",
+                region.start_key(),
+                region.end_key()
+            ))
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Answers raw gets, the raw batch commands and raw delete range; `None` for other
+    /// commands.
+    fn answer_raw(&self, region: &RegionSnapshot, cmd: &Command) -> Option<Result<RpcResponse>> {
+        let mut data = self.data.lock().unwrap();
+        let resp = match cmd {
+            Command::RawGet(r) => Model::check_keys(region, [&r.key]).map(|()| {
+                let value = data.get(&r.key).cloned();
+                RpcResponse::new(kvrpcpb::RawGetResponse {
+                    not_found: value.is_none(),
+                    value: value.unwrap_or_default(),
+                    ..Default::default()
+                })
+            }),
+            Command::RawBatchPut(r) => Model::check_keys(region, r.pairs.iter().map(|p| &p.key))
+                .map(|()| {
+                    for p in &r.pairs {
+                        data.insert(p.key.clone(), p.value.clone());
+                    }
+                    RpcResponse::new(kvrpcpb::RawBatchPutResponse::default())
+                }),
+            Command::RawBatchGet(r) => Model::check_keys(region, &r.keys).map(|()| {
+                let pairs = r
+                    .keys
+                    .iter()
+                    .filter_map(|k| data.get(k).map(|v| pair(k, v)))
+                    .collect();
+                RpcResponse::new(kvrpcpb::RawBatchGetResponse {
+                    pairs,
+                    ..Default::default()
+                })
+            }),
+            Command::RawBatchDelete(r) => Model::check_keys(region, &r.keys).map(|()| {
+                for k in &r.keys {
+                    data.remove(k);
+                }
+                RpcResponse::new(kvrpcpb::RawBatchDeleteResponse::default())
+            }),
+            Command::RawDeleteRange(r) => {
+                let (lo, hi) = (r.start_key.as_slice(), r.end_key.as_slice());
+                let inside = region.contains(lo)
+                    && (hi.is_empty() && region.end_key().is_empty()
+                        || !hi.is_empty() && region.contains_by_end(hi));
+                if inside {
+                    data.retain(|k, _| k.as_slice() < lo || !hi.is_empty() && k.as_slice() >= hi);
+                    Ok(RpcResponse::new(kvrpcpb::RawDeleteRangeResponse::default()))
+                } else {
+                    Err(ErrorDetail::Internal(format!(
+                        "delete range [{lo:?}, {hi:?}) leaves region [{:?}, {:?})",
+                        region.start_key(),
+                        region.end_key()
+                    ))
+                    .into())
+                }
+            }
+            _ => return None,
+        };
+        Some(resp)
     }
 
     fn answer(&self, req: RpcRequest) -> Result<RpcResponse> {
@@ -1193,6 +1305,9 @@ impl Model {
                 e.epoch_not_match = Some(errorpb::EpochNotMatch { current_regions })
             });
             return Ok(with_region_error(&req.cmd, err));
+        }
+        if let Some(resp) = self.answer_raw(&region, &req.cmd) {
+            return resp;
         }
         let (rs, re) = (region.start_key(), region.end_key());
         let (start, end, limit, reverse) = match &req.cmd {
