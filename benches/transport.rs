@@ -1,12 +1,17 @@
 //! Transport benchmark: unbatched (unary) vs batched (`BatchCommands`) requests against a
 //! loopback gRPC server that delays every message, with 1 and with many concurrent callers.
-//! Besides criterion's timings it prints, per case, the requests per stream message and the
-//! p50 latency of single requests.
 //!
-//! Batched cases run with the default batch policy (client-go's "standard", which waits for
-//! more requests only when recent ones arrived close together) and with "positive" (always
-//! waits briefly). The server answers each stream message in turn after its delay, so with
-//! many callers it is the bottleneck.
+//! Each caller sends its requests one after another (a closed loop), so with `n` callers
+//! `n` requests are in flight; criterion's time is per request. Besides the timings it
+//! prints, per case, the p50 latency of single requests, the requests per stream message
+//! and that figure as a share of the requests in flight.
+//!
+//! The server answers each stream message in turn after its delay, so with many callers it
+//! is the bottleneck. Batched cases: the default policy (client-go's "standard", which
+//! waits for more requests only when recent ones arrived close together), "positive"
+//! (always waits briefly), and the default policy with a batch window of one message
+//! (`TikvClientConfig::batch_window`, off by default): a batch is held while the
+//! connection's last message is unstarted.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -31,6 +36,19 @@ use tikv_proto::kvrpcpb;
 
 const SERVER_DELAY: Duration = Duration::from_micros(200);
 
+fn cases() -> Vec<(&'static str, TikvClientConfig)> {
+    let one_conn = || TikvClientConfig::default().with_grpc_connection_count(1);
+    vec![
+        ("unbatched", one_conn().with_max_batch_size(0)),
+        ("batched", one_conn()),
+        (
+            "batched-positive",
+            one_conn().with_batch_policy(BatchPolicy::Positive),
+        ),
+        ("batched-window", one_conn().with_batch_window(1)),
+    ]
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -42,19 +60,7 @@ fn bench(c: &mut Criterion) {
     let addr = server.addr();
     let mut group = c.benchmark_group("transport");
     for callers in [1usize, 64] {
-        for (mode, policy) in [
-            ("unbatched", None),
-            ("batched", Some(BatchPolicy::Standard)),
-            ("batched-positive", Some(BatchPolicy::Positive)),
-        ] {
-            let cfg = match policy {
-                Some(p) => TikvClientConfig::default()
-                    .with_batch_policy(p)
-                    .with_grpc_connection_count(1),
-                None => TikvClientConfig::default()
-                    .with_max_batch_size(0)
-                    .with_grpc_connection_count(1),
-            };
+        for (mode, cfg) in cases() {
             let t = rt.block_on(async { Transport::new(TransportConfig::new(cfg)) });
             let lat = Arc::new(Mutex::new(Vec::<Duration>::new()));
             server.state.batch_messages.store(0, Ordering::Relaxed);
@@ -66,27 +72,33 @@ fn bench(c: &mut Criterion) {
                     let addr = addr.clone();
                     let lat = lat.clone();
                     async move {
+                        // `iters` requests in all, spread over the callers.
+                        let per_caller = iters.div_ceil(callers as u64).max(1);
                         let start = tokio::time::Instant::now();
-                        for _ in 0..iters {
-                            let mut hs = Vec::with_capacity(callers);
-                            for _ in 0..callers {
+                        let hs: Vec<_> = (0..callers)
+                            .map(|_| {
                                 let t = t.clone();
                                 let addr = addr.clone();
                                 let lat = lat.clone();
-                                hs.push(tokio::spawn(async move {
-                                    let mut r =
-                                        RpcRequest::new(kvrpcpb::PrewriteRequest::default());
-                                    r.target.addr = addr;
-                                    let s = tokio::time::Instant::now();
-                                    t.send_request(r).await.unwrap();
-                                    lat.lock().unwrap().push(s.elapsed());
-                                }));
-                            }
-                            for h in hs {
-                                h.await.unwrap();
-                            }
+                                tokio::spawn(async move {
+                                    let mut mine = Vec::with_capacity(per_caller as usize);
+                                    for _ in 0..per_caller {
+                                        let mut r =
+                                            RpcRequest::new(kvrpcpb::PrewriteRequest::default());
+                                        r.target.addr = addr.clone();
+                                        let s = tokio::time::Instant::now();
+                                        t.send_request(r).await.unwrap();
+                                        mine.push(s.elapsed());
+                                    }
+                                    lat.lock().unwrap().extend(mine);
+                                })
+                            })
+                            .collect();
+                        for h in hs {
+                            h.await.unwrap();
                         }
-                        start.elapsed()
+                        let sent = per_caller * callers as u64;
+                        start.elapsed().mul_f64(iters as f64 / sent as f64)
                     }
                 });
             });
@@ -100,7 +112,12 @@ fn bench(c: &mut Criterion) {
             } else {
                 1.0
             };
-            println!("{name}: p50 {p50:?}, requests per stream message {per_msg:.2}");
+            println!(
+                "{name}: p50 {p50:?}, requests per stream message {per_msg:.2} \
+                 ({:.2}x of the {callers} in flight)",
+                per_msg / callers as f64
+            );
+            t.close();
         }
     }
     group.finish();

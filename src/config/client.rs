@@ -8,9 +8,10 @@ use tikv_layers::Error;
 use tikv_layers::ru::RuV2Weights;
 
 use super::{
-    DEF_BATCH_POLICY, DEF_GRPC_INITIAL_CONN_WINDOW_SIZE, DEF_GRPC_INITIAL_WINDOW_SIZE,
-    DEF_MAX_CONCURRENCY_REQUEST_LIMIT, DEF_STORE_LIVENESS_TIMEOUT, MAX_GRPC_WINDOW_SIZE,
-    MIN_GRPC_KEEPALIVE_TIMEOUT, invalid, non_zero, non_zero_duration, setters,
+    DEF_BATCH_POLICY, DEF_BATCH_WINDOW_MAX_HOLD, DEF_GRPC_INITIAL_CONN_WINDOW_SIZE,
+    DEF_GRPC_INITIAL_WINDOW_SIZE, DEF_MAX_CONCURRENCY_REQUEST_LIMIT, DEF_STORE_LIVENESS_TIMEOUT,
+    MAX_GRPC_WINDOW_SIZE, MIN_GRPC_KEEPALIVE_TIMEOUT, invalid, non_zero, non_zero_duration,
+    setters,
 };
 
 // ===== GrpcCompression =====
@@ -382,6 +383,28 @@ pub struct TikvClientConfig {
     pub max_batch_wait_time: Duration,
     /// Batch size to aim for while waiting (client-go `BatchWaitSize`, default 8).
     pub batch_wait_size: usize,
+    /// Most batch-commands messages per connection that TiKV has not started to answer;
+    /// 0 (the default) means no limit, which is client-go's behaviour.
+    ///
+    /// client-go sends whatever is queued as soon as the stream takes it, so when TiKV is
+    /// the bottleneck its queue fills with small messages and each costs it the same
+    /// per-message work. With a window of `n`, a batch that finds `n` unstarted messages
+    /// on every connection is held, and keeps collecting requests, until one of them gets
+    /// its first response, until it is [`max_batch_size`](Self::max_batch_size) long, or
+    /// for at most [`batch_window_max_hold`](Self::batch_window_max_hold). Callers answered
+    /// meanwhile usually send their next request at once, so before a batch goes out it
+    /// also waits, up to the batch policy's wait (`TurboBatchOptions::wait`; a single
+    /// scheduler turn under the basic policy), for one request per answered caller. The
+    /// message rate then follows the rate TiKV takes messages at, and messages grow with
+    /// the load. The cost: a request arriving while the window is full waits for TiKV to
+    /// start on an earlier message, so leave it off unless TiKV is the bottleneck. 1 is the
+    /// usual setting. High-priority requests are never held.
+    pub batch_window: usize,
+    /// Longest a batch is held for [`batch_window`](Self::batch_window), and how long a
+    /// message counts as unstarted without a response (so a message whose requests all
+    /// wait long, such as lock waits, frees its place; default 5 ms). Must not be zero when
+    /// the window is on.
+    pub batch_window_max_hold: Duration,
     /// Whether coprocessor responses are chunk-encoded; not read by the client itself
     /// (client-go `EnableChunkRPC`, default `true`).
     pub enable_chunk_rpc: bool,
@@ -438,6 +461,8 @@ impl Default for TikvClientConfig {
             overload_threshold: 200,
             max_batch_wait_time: Duration::ZERO,
             batch_wait_size: 8,
+            batch_window: 0,
+            batch_window_max_hold: DEF_BATCH_WINDOW_MAX_HOLD,
             enable_chunk_rpc: true,
             region_cache_ttl: Duration::from_secs(600),
             region_cache_ttl_jitter: Duration::from_secs(60),
@@ -510,6 +535,16 @@ setters!(TikvClientConfig {
     with_max_batch_wait_time => max_batch_wait_time: Duration;
     /// Sets [`batch_wait_size`](Self::batch_wait_size).
     with_batch_wait_size => batch_wait_size: usize;
+    /// Sets [`batch_window`](Self::batch_window).
+    ///
+    /// ```
+    /// let c = tikv::config::TikvClientConfig::default().with_batch_window(1);
+    /// assert_eq!(c.batch_window, 1);
+    /// assert!(c.validate().is_ok());
+    /// ```
+    with_batch_window => batch_window: usize;
+    /// Sets [`batch_window_max_hold`](Self::batch_window_max_hold).
+    with_batch_window_max_hold => batch_window_max_hold: Duration;
     /// Sets [`enable_chunk_rpc`](Self::enable_chunk_rpc).
     with_enable_chunk_rpc => enable_chunk_rpc: bool;
     /// Sets [`region_cache_ttl`](Self::region_cache_ttl).
@@ -590,6 +625,12 @@ impl TikvClientConfig {
         }
         non_zero_duration("tikv_client.commit_timeout", self.commit_timeout)?;
         self.batch_policy.validate()?;
+        if self.batch_window > 0 {
+            non_zero_duration(
+                "tikv_client.batch_window_max_hold",
+                self.batch_window_max_hold,
+            )?;
+        }
         non_zero_duration("tikv_client.region_cache_ttl", self.region_cache_ttl)?;
         non_zero_duration(
             "tikv_client.store_liveness_timeout",

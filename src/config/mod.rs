@@ -121,6 +121,10 @@ pub const DEF_MAX_CONCURRENCY_REQUEST_LIMIT: u64 = i64::MAX.unsigned_abs();
 /// Default batch policy of the batch-commands stream (client-go `DefBatchPolicy`, "standard").
 pub const DEF_BATCH_POLICY: BatchPolicy = BatchPolicy::Standard;
 
+/// Default of [`TikvClientConfig::batch_window_max_hold`], 5 ms (this client's own; the
+/// window is off by default).
+pub const DEF_BATCH_WINDOW_MAX_HOLD: Duration = Duration::from_millis(5);
+
 /// Default of [`Config::txn_commit_batch_size`], 16 KiB (client-go `kv.DefTxnCommitBatchSize`).
 pub const DEF_TXN_COMMIT_BATCH_SIZE: u64 = 16 * 1024;
 

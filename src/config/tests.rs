@@ -71,6 +71,8 @@ fn defaults_match_client_go() {
     assert_eq!(t.overload_threshold, 200);
     assert_eq!(t.max_batch_wait_time, Duration::ZERO);
     assert_eq!(t.batch_wait_size, 8);
+    assert_eq!(t.batch_window, 0);
+    assert_eq!(t.batch_window_max_hold, Duration::from_millis(5));
     assert!(t.enable_chunk_rpc);
     assert_eq!(t.region_cache_ttl, Duration::from_secs(600));
     assert_eq!(t.region_cache_ttl_jitter, Duration::from_secs(60));
@@ -582,6 +584,23 @@ fn config_setters_set_their_field() {
     assert_eq!(t.ttl_refreshed_txn_size, 10);
     assert_eq!(t.resolve_lock_lite_threshold, 11);
     assert!(t.validate().is_ok());
+}
+
+#[test]
+fn batch_window_needs_a_hold_bound() {
+    // Off, a zero hold is meaningless but harmless.
+    let off = TikvClientConfig::default().with_batch_window_max_hold(Duration::ZERO);
+    assert!(off.validate().is_ok());
+    let on = TikvClientConfig::default()
+        .with_batch_window(1)
+        .with_batch_window_max_hold(Duration::from_millis(2));
+    assert_eq!(on.batch_window, 1);
+    assert_eq!(on.batch_window_max_hold, Duration::from_millis(2));
+    assert!(on.validate().is_ok());
+    invalid_field(
+        on.with_batch_window_max_hold(Duration::ZERO).validate(),
+        "tikv_client.batch_window_max_hold",
+    );
 }
 
 #[test]

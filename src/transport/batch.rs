@@ -26,7 +26,7 @@
 //! Every task watches the pool's [`CancellationToken`] and ends when the pool is closed or
 //! dropped; each caller's own token (its request's backoffer token) cancels only its entry.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -40,7 +40,7 @@ use tikv_proto::tikvpb::tikv_client::TikvClient;
 use tikv_proto::tikvpb::{
     BatchCommandsRequest, BatchCommandsResponse, batch_commands_request, batch_commands_response,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
@@ -117,14 +117,16 @@ impl BatchState {
     }
 
     /// Records the first response of the batch, `ns` nanoseconds after the send started;
-    /// later calls keep the first value.
-    pub fn mark_first_response(&self, ns: u64) {
-        let _ = self.first_resp_after_send_start_ns.compare_exchange(
-            0,
-            ns.max(1),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+    /// later calls keep the first value. Returns whether this call was the first.
+    pub fn mark_first_response(&self, ns: u64) -> bool {
+        self.first_resp_after_send_start_ns
+            .compare_exchange(0, ns.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whether any response of the batch has arrived, i.e. TiKV has started on it.
+    pub fn started(&self) -> bool {
+        self.first_resp_after_send_start_ns.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -804,6 +806,18 @@ pub(crate) struct BatchClient {
     /// backs off and re-creates; streams that break in the same epoch only re-open
     /// themselves (client-go `batchCommandsClient.epoch`).
     epoch: AtomicU64,
+    /// With a batch window (`TikvClientConfig::batch_window` > 0): the messages sent on
+    /// this connection that had no response yet when last looked at, oldest first. Pruned
+    /// lazily by [`BatchClient::window_has_room`]; empty when the window is off.
+    unstarted: Mutex<VecDeque<Arc<BatchState>>>,
+    /// Wakes the pool's send loop when a message of this connection gets its first
+    /// response or the window is reset, so a batch held for the window goes out (shared
+    /// by the clients of one pool).
+    window_open: Arc<Notify>,
+    /// With a batch window: callers answered since the send loop last looked (shared by
+    /// the clients of one pool). Each is likely to send its next request right away, so
+    /// the send loop waits (briefly) for that many before it sends.
+    freed: Arc<AtomicUsize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -839,6 +853,24 @@ impl BatchClient {
 
     pub(crate) fn set_held(&self, held: bool) {
         self.held.store(held, Ordering::Release);
+    }
+
+    /// Whether this connection has fewer than `window` messages that TiKV has not started
+    /// to answer. A message counts until its first response arrives or for `max_hold`
+    /// after it was sent, whichever is first, so a lost or long-waiting message cannot
+    /// close the window for good.
+    pub(crate) fn window_has_room(&self, window: usize, now: Instant, max_hold: Duration) -> bool {
+        let mut unstarted = lock(&self.unstarted);
+        unstarted
+            .retain(|b| !b.started() && now.saturating_duration_since(b.send_start) < max_hold);
+        unstarted.len() < window
+    }
+
+    /// Forgets the unstarted messages (their stream broke: they will never be answered)
+    /// and wakes the send loop.
+    fn reset_window(&self) {
+        lock(&self.unstarted).clear();
+        self.window_open.notify_one();
     }
 
     /// Counts `n` more (or, negative, fewer) requests in flight, in the concurrency limit
@@ -924,6 +956,9 @@ impl BatchClient {
         };
         let send_start = Instant::now();
         let state = Arc::new(BatchState::new(n, send_start, Some(slot.acked.clone())));
+        if self.shared.config.batch_window > 0 {
+            lock(&self.unstarted).push_back(state.clone());
+        }
         {
             let mut inflight = lock(&self.inflight);
             for (id, sink) in ids.iter().zip(group.sinks) {
@@ -1128,10 +1163,12 @@ fn handle_response(client: &BatchClient, resp: BatchCommandsResponse, acked: &At
     if max_id > 0 {
         acked.fetch_max(max_id, Ordering::Relaxed);
     }
+    let answered = done.len();
+    let mut started = false;
     for (sink, r) in done {
         let progress = sink.progress();
         if let Some(b) = progress.batch() {
-            b.mark_first_response(since_ns(b.send_start, now));
+            started |= b.mark_first_response(since_ns(b.send_start, now));
         }
         progress.mark_received(since_ns(progress.arrive(), now));
         match r {
@@ -1144,6 +1181,14 @@ fn handle_response(client: &BatchClient, resp: BatchCommandsResponse, acked: &At
                 )
                 .into(),
             ),
+        }
+    }
+    // Wake a send loop holding a batch for the window only after the callers got their
+    // responses, so the requests they send next can join that batch.
+    if client.shared.config.batch_window > 0 {
+        client.freed.fetch_add(answered, Ordering::Relaxed);
+        if started {
+            client.window_open.notify_one();
         }
     }
     if transport_layer_load > 0 && !client.shared.config.max_batch_wait_time.is_zero() {
@@ -1178,6 +1223,7 @@ async fn repair(
     // it to transient failure for its backoff, see `open_stream`).
     client.state.set(ConnState::Connecting);
     client.fail_pending(host, &transport_error(&client.addr, reason));
+    client.reset_window();
     let result = reopen(client, host, epoch).await;
     {
         let mut streams = lock(&client.streams);
@@ -1295,6 +1341,10 @@ pub(crate) struct BatchConn {
     idle: AtomicBool,
     load: Arc<AtomicU64>,
     metrics: Arc<StoreMetrics>,
+    /// Notified when a message of any of `clients` gets its first response (batch window).
+    window_open: Arc<Notify>,
+    /// Callers of `clients` answered since the send loop last looked (batch window).
+    freed: Arc<AtomicUsize>,
 }
 
 impl BatchConn {
@@ -1324,6 +1374,8 @@ impl BatchConn {
         let cap = cfg.max_batch_size.max(1);
         let (tx, rx) = mpsc::channel(cap);
         let load = Arc::new(AtomicU64::new(0));
+        let window_open = Arc::new(Notify::new());
+        let freed = Arc::new(AtomicUsize::new(0));
         let limit = i64::try_from(cfg.max_concurrency_request_limit).unwrap_or(i64::MAX);
         let clients = conns
             .iter()
@@ -1345,6 +1397,9 @@ impl BatchConn {
                     recreating: AtomicUsize::new(0),
                     held: AtomicBool::new(false),
                     epoch: AtomicU64::new(0),
+                    unstarted: Mutex::new(VecDeque::new()),
+                    window_open: window_open.clone(),
+                    freed: freed.clone(),
                 })
             })
             .collect();
@@ -1356,8 +1411,26 @@ impl BatchConn {
             idle: AtomicBool::new(false),
             load,
             metrics,
+            window_open,
+            freed,
         });
         (conn, rx)
+    }
+
+    /// Whether a usable connection (spare concurrency, not re-creating a stream) has room
+    /// in its batch window; true when no connection is usable, so the caller does not
+    /// hold a batch that cannot be sent anyway.
+    fn window_has_room(&self, window: usize, now: Instant, max_hold: Duration) -> bool {
+        let mut usable = false;
+        for c in &self.clients {
+            if c.available() > 0 && !c.is_recreating() {
+                usable = true;
+                if c.window_has_room(window, now, max_hold) {
+                    return true;
+                }
+            }
+        }
+        !usable
     }
 
     /// Whether the send loop stopped for lack of traffic (TP-7).
@@ -1639,6 +1712,21 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
                 metrics.batch_more.record((builder.len() - size) as f64);
             }
         }
+        if cfg.batch_window > 0 && builder.len() < max && !builder.has_high_priority() {
+            // Callers answered since the last send are sending their next requests now:
+            // let them join this batch instead of following it one message later.
+            settle_freed(&conn, &mut rx, &mut builder, max, 0, turbo_wait).await;
+            hold_for_window(
+                &conn,
+                &mut rx,
+                &mut builder,
+                max,
+                cfg.batch_window,
+                cfg.batch_window_max_hold,
+                turbo_wait,
+            )
+            .await;
+        }
         let len = builder.len();
         avg_batch_wait_size = 0.2 * len as f64 + 0.8 * avg_batch_wait_size;
         metrics.batch_pending.record((rx.len() + len) as f64);
@@ -1648,6 +1736,7 @@ async fn send_loop(conn: Arc<BatchConn>, mut rx: mpsc::Receiver<Entry>, shared: 
             &mut builder,
             &mut index,
             cfg.max_concurrency_request_limit,
+            (cfg.batch_window > 0).then_some((cfg.batch_window, cfg.batch_window_max_hold)),
         )
         .await;
         let now = Instant::now();
@@ -1766,26 +1855,111 @@ pub(super) async fn fetch_more(
     }
 }
 
+/// Holds a batch while every usable connection of `conn` has `window` messages TiKV has
+/// not started to answer (`TikvClientConfig::batch_window`, this client's own; client-go
+/// never holds a batch for the server).
+///
+/// While held, the batch keeps taking queued requests. The hold ends when a connection's
+/// window opens (a first response arrived), when the batch is `max` long or holds a
+/// high-priority request, after `max_hold`, or when the pool closes. When the window
+/// opened, the callers of the answered message are about to send their next requests, so
+/// the batch then waits up to `settle` (the batch policy's wait; a single yield when the
+/// policy never waits) for them to join.
+async fn hold_for_window(
+    conn: &BatchConn,
+    rx: &mut mpsc::Receiver<Entry>,
+    builder: &mut BatchBuilder,
+    max: usize,
+    window: usize,
+    max_hold: Duration,
+    settle: Duration,
+) {
+    let start = Instant::now();
+    if conn.window_has_room(window, start, max_hold) {
+        return;
+    }
+    conn.metrics.window_holds.increment(1);
+    let deadline = start + max_hold;
+    loop {
+        // Cancel safety: `notified`, `recv` and `sleep_until` are cancel safe. A permit
+        // stored by a notification nobody waited for only causes one extra check here.
+        tokio::select! {
+            biased;
+            () = conn.token.cancelled() => return,
+            () = conn.window_open.notified() => {
+                if conn.window_has_room(window, Instant::now(), max_hold) {
+                    break;
+                }
+            }
+            e = rx.recv() => match e {
+                Some(e) => {
+                    builder.push(e);
+                    if builder.len() >= max || builder.has_high_priority() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+    // The held requests came from earlier callers; the answered ones come on top.
+    let held = builder.len();
+    settle_freed(conn, rx, builder, max, held, settle).await;
+}
+
+/// Waits up to `settle` until the batch holds `base` requests plus one per caller answered
+/// since the last look (batch window only; see `BatchConn::freed`). Waits not at all when
+/// the batch already holds that many, so a lone caller never waits for itself.
+async fn settle_freed(
+    conn: &BatchConn,
+    rx: &mut mpsc::Receiver<Entry>,
+    builder: &mut BatchBuilder,
+    max: usize,
+    base: usize,
+    settle: Duration,
+) {
+    let freed = conn.freed.swap(0, Ordering::Relaxed);
+    let want = base.saturating_add(freed).min(max);
+    if builder.len() < want {
+        fetch_more(rx, builder, max, want, settle).await;
+    }
+}
+
 /// Picks a batch client round-robin and sends what the builder holds (client-go
-/// `getClientAndSend`).
+/// `getClientAndSend`). With a batch `window` (size, max hold), a client whose window
+/// has room is preferred; when none has (a hold that timed out), any usable one is taken.
 async fn get_client_and_send(
     conn: &BatchConn,
     builder: &mut BatchBuilder,
     index: &mut usize,
     configured_limit: u64,
+    window: Option<(usize, Duration)>,
 ) {
     let n = conn.clients.len();
     if n == 0 {
         return;
     }
     let high = builder.has_high_priority();
+    let now = Instant::now();
     let mut picked = None;
-    for _ in 0..n {
-        *index = (*index + 1) % n;
-        let c = &conn.clients[*index];
-        if (high || c.available() > 0) && !c.is_recreating() {
-            picked = Some(c.clone());
-            break;
+    // High-priority batches ignore the window, like they ignore the concurrency limit.
+    let passes: &[bool] = match window {
+        Some(_) if !high => &[true, false],
+        _ => &[false],
+    };
+    'pick: for &need_room in passes {
+        for _ in 0..n {
+            *index = (*index + 1) % n;
+            let c = &conn.clients[*index];
+            if (high || c.available() > 0)
+                && !c.is_recreating()
+                && (!need_room
+                    || window.is_none_or(|(size, hold)| c.window_has_room(size, now, hold)))
+            {
+                picked = Some(c.clone());
+                break 'pick;
+            }
         }
     }
     let Some(cli) = picked else {

@@ -21,8 +21,9 @@ use tikv_layers::metrics::names::{BATCH_REQUEST_STAGE_SECONDS, labels};
 
 pub use tikv_layers::metrics::names::{
     BATCH_BEST_SIZE, BATCH_MORE_REQUESTS, BATCH_OUTCOMES, BATCH_PENDING_REQUESTS, BATCH_RECONNECTS,
-    BATCH_REQUESTS, BATCH_WAIT_OVERLOAD, BATCH_WAIT_SECONDS, IDLE_RECYCLES, INFLIGHT_REQUESTS,
-    NO_AVAILABLE_CONNECTION, OUTDATED_RESPONSES, REQUEST_SECONDS, describe_metrics,
+    BATCH_REQUESTS, BATCH_WAIT_OVERLOAD, BATCH_WAIT_SECONDS, BATCH_WINDOW_HOLDS, IDLE_RECYCLES,
+    INFLIGHT_REQUESTS, NO_AVAILABLE_CONNECTION, OUTDATED_RESPONSES, REQUEST_SECONDS,
+    describe_metrics,
 };
 
 use super::batch::{BatchOutcome, BatchStage};
@@ -44,6 +45,7 @@ pub(crate) struct StoreMetrics {
     pub(crate) outdated: Counter,
     pub(crate) no_available: Counter,
     pub(crate) wait_overload: Counter,
+    pub(crate) window_holds: Counter,
     /// `BATCH_OUTCOMES{outcome}`, indexed by [`BatchOutcome::index`].
     outcomes: [Counter; BatchOutcome::COUNT],
     /// `BATCH_REQUEST_STAGE_SECONDS{store,stage,result}`, indexed by stage then outcome.
@@ -79,6 +81,7 @@ impl StoreMetrics {
             outdated: counter!(OUTDATED_RESPONSES, labels::STORE => s()),
             no_available: counter!(NO_AVAILABLE_CONNECTION),
             wait_overload: counter!(BATCH_WAIT_OVERLOAD),
+            window_holds: counter!(BATCH_WINDOW_HOLDS, labels::STORE => s()),
             outcomes,
             stages,
         }

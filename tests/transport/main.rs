@@ -4,6 +4,7 @@
 
 mod monitor;
 mod server;
+mod window;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

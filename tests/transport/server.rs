@@ -56,6 +56,13 @@ pub struct State {
     pub feedback_seq: AtomicU64,
     pub batch_messages: AtomicUsize,
     pub batch_requests: AtomicUsize,
+    /// Request count of every batch message received, in order.
+    pub message_sizes: Mutex<Vec<usize>>,
+    /// Notified (all waiters) whenever a batch message arrives.
+    pub message_arrived: tokio::sync::Notify,
+    /// When set, each batch message waits for a permit of this semaphore (after the delay)
+    /// before it is answered: a test opens the gate one message at a time.
+    pub gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     pub streams_opened: AtomicUsize,
     /// When set, the server-streaming calls (`CoprocessorStream`, `BatchCoprocessor`,
     /// `EstablishMPPConnection`) answer with a stream whose first item is this error.
@@ -216,15 +223,40 @@ impl Tikv for Svc {
         let state = self.0.clone();
         let mut input = r.into_inner();
         let (tx, rx) = mpsc::channel::<Result<BatchCommandsResponse, Status>>(1024);
+        // Arrivals are recorded as the client sends them, by a reader of their own; the
+        // messages are then processed one at a time, in order.
+        let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+        let reader_state = state.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = input.message().await {
+                let state = &reader_state;
                 state.batch_messages.fetch_add(1, Ordering::Relaxed);
                 state
                     .batch_requests
                     .fetch_add(req.request_ids.len(), Ordering::Relaxed);
+                state
+                    .message_sizes
+                    .lock()
+                    .unwrap()
+                    .push(req.request_ids.len());
+                state.message_arrived.notify_waiters();
+                if arrived_tx.send(req).is_err() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(req) = arrived.recv().await {
                 let d = *state.delay.lock().unwrap();
                 if !d.is_zero() {
                     tokio::time::sleep(d).await;
+                }
+                let gate = state.gate.lock().unwrap().clone();
+                if let Some(gate) = gate {
+                    match gate.acquire().await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    }
                 }
                 let hook = state.hook.lock().unwrap().clone();
                 let reply = match hook {
@@ -451,6 +483,32 @@ impl MockServer {
 
     pub fn set_delay(&self, d: Duration) {
         *self.state.delay.lock().unwrap() = d;
+    }
+
+    /// Closes a gate in front of every batch reply and returns it: each permit added lets
+    /// one message be answered.
+    pub fn close_gate(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *self.state.gate.lock().unwrap() = Some(gate.clone());
+        gate
+    }
+
+    /// The request count of every batch message received so far.
+    pub fn message_sizes(&self) -> Vec<usize> {
+        self.state.message_sizes.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` batch messages have arrived.
+    pub async fn wait_for_messages(&self, n: usize) {
+        loop {
+            // A `Notified` gets `notify_waiters` wake-ups from its creation on, so a message
+            // arriving between the check and the await is not missed.
+            let arrived = self.state.message_arrived.notified();
+            if self.state.message_sizes.lock().unwrap().len() >= n {
+                return;
+            }
+            arrived.await;
+        }
     }
 
     pub fn calls(&self, method: &str) -> Vec<(Vec<String>, Option<String>)> {

@@ -92,6 +92,7 @@
 //! | [`NO_AVAILABLE_CONNECTION`] `tikv_client_batch_client_no_available_connection_total` | counter | count | — | `tikv_client_go_batch_client_no_available_connection_total` (`TiKVNoAvailableConnectionCounter`) |
 //! | [`OUTDATED_RESPONSES`] `tikv_client_batch_stream_outdated_response_total` | counter | count | `store` | `tikv_client_go_batch_stream_outdated_response_count` (`TiKVBatchStreamOutdatedResponseCount`) |
 //! | [`BATCH_WAIT_OVERLOAD`] `tikv_client_batch_wait_overload_total` | counter | count | — | `tikv_client_go_batch_wait_overload` (`TiKVBatchWaitOverLoad`) |
+//! | [`BATCH_WINDOW_HOLDS`] `tikv_client_batch_window_holds_total` | counter | count | `store` | none (this client's own) |
 //! | [`BATCH_OUTCOMES`] `tikv_client_batch_outcomes_total` | counter | count | `outcome` | `tikv_client_go_batch_request_stage_duration_seconds` (result label) (`TiKVBatchRequestStageDuration`) |
 //! | [`IDLE_RECYCLES`] `tikv_client_batch_idle_recycles_total` | counter | count | — | `tikv_client_go_batch_client_reset` (`TiKVBatchClientRecycle`) |
 //! | [`BATCH_REQUEST_STAGE_SECONDS`] `tikv_client_batch_request_stage_duration_seconds` | histogram | seconds | `store`, `stage`, `result` | `tikv_client_go_batch_request_stage_duration_seconds` (summary) (`TiKVBatchRequestStageDuration`) |
@@ -1003,6 +1004,16 @@ metrics_table! {
         Counter,
         Some(Unit::Count),
         "rounds that waited because TiKV was overloaded"
+    );
+    /// Batches held because every connection had `batch_window` messages TiKV had not
+    /// started to answer (see `TikvClientConfig::batch_window`).
+    ///
+    /// Type counter, unit count, labels `store`; client-go: none (this client's own).
+    BATCH_WINDOW_HOLDS = (
+        "tikv_client_batch_window_holds_total",
+        Counter,
+        Some(Unit::Count),
+        "batches held for a full batch window"
     );
     /// How batch requests ended: `ok`, `timeout`, `canceled`, `closed`, `failed`.
     ///

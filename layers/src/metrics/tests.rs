@@ -488,6 +488,7 @@ fn the_transport_and_request_path_names_are_in_the_table() {
         names::NO_AVAILABLE_CONNECTION,
         names::OUTDATED_RESPONSES,
         names::BATCH_WAIT_OVERLOAD,
+        names::BATCH_WINDOW_HOLDS,
         names::REQUEST_SECONDS,
         names::BATCH_OUTCOMES,
         names::IDLE_RECYCLES,
