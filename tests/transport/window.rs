@@ -150,11 +150,12 @@ async fn a_broken_stream_frees_its_window() {
 async fn callers_answered_together_send_their_next_requests_together() {
     let server = MockServer::start().await;
     let gate = server.close_gate();
-    // A policy whose own trigger never fires but whose wait is 100 us: only the window's
-    // wait for answered callers can merge their next requests.
+    // A policy whose own trigger never fires: only the window's wait for answered callers
+    // can merge their next requests. Its wait is long (50 ms) so a loaded machine cannot
+    // end it before the callers come back; they come back within microseconds.
     let never = TurboBatchOptions::default()
         .with_strategy(TurboBatchStrategy::TimeBased)
-        .with_wait(Duration::from_micros(100))
+        .with_wait(Duration::from_millis(50))
         .with_max_arrival_factor(5)
         .with_smoothing(0.2)
         .with_threshold(0.0)
