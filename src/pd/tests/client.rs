@@ -23,25 +23,12 @@ use tikv_proto::{metapb, pdpb};
 use tonic::Code;
 use tonic::transport::ClientTlsConfig;
 
-use super::members::{Call, Members, Read, bounded, quiet_opts};
+use super::members::{Call, Members, Read, bounded, connect, connect_with, quiet_opts};
 use crate::mock::{FirePolicy, MockOptions, PdAction, PdRule, encode_key};
 use crate::pd::{
     KeyRange, PdClient, PdClientOptions, RegionMetaClient, RegionOptions, is_store_not_found,
     pd_error_type,
 };
-
-async fn connect_with(m: &Members, opts: PdClientOptions) -> PdClient {
-    let client = bounded(PdClient::connect(&m.urls(), opts))
-        .await
-        .expect("connect");
-    m.state.clear();
-    client
-}
-
-/// A client of `m` with [`quiet_opts`]; the calls creation made are forgotten.
-async fn connect(m: &Members) -> PdClient {
-    connect_with(m, quiet_opts()).await
-}
 
 /// A client whose calls give up quickly: a 200 ms timeout, so a `pdRPC` budget that the
 /// first backoff sleep (at least 250 ms) exhausts.

@@ -52,8 +52,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-use super::super::PdClientOptions;
 use super::super::layer::{FOLLOWER_HANDLE_METADATA_KEY, FORWARD_METADATA_KEY};
+use super::super::{PdClient, PdClientOptions};
 use crate::mock::grpc::{BoxStream, chan_stream};
 use crate::mock::{Mock, MockOptions, MockPd};
 
@@ -74,6 +74,20 @@ pub(super) async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), fut)
         .await
         .expect("operation hung")
+}
+
+/// A client of `m` with `opts`; the calls its creation made are forgotten.
+pub(super) async fn connect_with(m: &Members, opts: PdClientOptions) -> PdClient {
+    let client = bounded(PdClient::connect(&m.urls(), opts))
+        .await
+        .expect("connect");
+    m.state.clear();
+    client
+}
+
+/// A client of `m` with [`quiet_opts`]; the calls its creation made are forgotten.
+pub(super) async fn connect(m: &Members) -> PdClient {
+    connect_with(m, quiet_opts()).await
 }
 
 /// One region read a member received.

@@ -22,24 +22,12 @@ use tikv_layers::{ErrorDetail, ErrorKind, Result};
 use tikv_proto::pdpb;
 use tokio::task::JoinHandle;
 
-use super::members::{Members, bounded, quiet_opts};
+use super::members::{Members, bounded, connect, connect_with, quiet_opts};
 use crate::mock::{FirePolicy, PdAction, PdRule, RuleHandle};
 use crate::oracle::{TimestampSource, compose_ts};
 use crate::pd::{PdClient, PdClientOptions, is_tso_service_unsupported};
 
 type Pending = Pin<Box<dyn Future<Output = Result<u64>> + Send>>;
-
-async fn connect_with(m: &Members, opts: PdClientOptions) -> PdClient {
-    let client = bounded(PdClient::connect(&m.urls(), opts))
-        .await
-        .expect("connect");
-    m.state.clear();
-    client
-}
-
-async fn connect(m: &Members) -> PdClient {
-    connect_with(m, quiet_opts()).await
-}
 
 async fn ts(client: &PdClient) -> u64 {
     bounded(client.get_ts()).await.expect("ts")
