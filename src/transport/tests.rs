@@ -24,6 +24,13 @@ use super::trace::{FinishedSpan, SpanInfo};
 use super::{ErrConn, completed_ru_v2_rpc_count};
 use crate::config::{BatchPolicy, TurboBatchOptions, TurboBatchStrategy};
 
+#[cfg(test)]
+mod collapse;
+#[cfg(all(test, feature = "mock"))]
+mod stream;
+#[cfg(test)]
+mod unary;
+
 struct FakeItem {
     pri: u64,
     canceled: bool,

@@ -369,10 +369,9 @@ pub(crate) async fn call(
                 state.set(ConnState::Ready);
                 Ok(CommandResponse::DebugGetRegionProperties(r.into_inner()))
             }
-            Ok(Err(status)) => {
-                state.after_status(&status);
-                Err(grpc(status))
-            }
+            // Like every other call: tonic's own deadline expiring is this attempt's
+            // timeout (TE-3), not a remote cancellation.
+            Ok(Err(status)) => Err(finish(status)),
             Err(_) => Err(timed_out(addr)),
         };
     }
