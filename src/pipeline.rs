@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! trace → metrics → [Stage::Request layers] → shard → resolve_lock → retry → route
-//!       → replica → interceptor → [Stage::Attempt layers] → timeout → api_codec → network
-//!       → transport
+//!       → replica → collapse → interceptor → [Stage::Attempt layers] → timeout → api_codec
+//!       → network → transport
 //! ```
 //!
 //! Everything above `retry` sees one logical request; everything below it sees one
@@ -47,6 +47,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::transport::CollapseLayer;
 
 /// A pipeline stage boundary: a type-erased, cloneable, `Sync` service over the request
 /// envelope. User layers at a [`Stage`] wrap one of these.
@@ -164,6 +165,7 @@ pub struct PipelineBuilder {
     read_ts: Option<Arc<dyn ReadTsValidator>>,
     trace: TraceLayer,
     store_limit: u64,
+    collapse: CollapseLayer,
 }
 
 impl std::fmt::Debug for PipelineBuilder {
@@ -241,6 +243,7 @@ impl PipelineBuilder {
             DefaultTimeoutPolicy::new().with_coprocessor(config.tikv_client.copr_req_timeout);
         self.forwarding = config.enable_forwarding;
         self.store_limit = config.tikv_client.store_limit;
+        self.collapse = CollapseLayer::new(config.tikv_client.clone());
         let zone = config.zone_label.clone();
         self.local_zone = (!zone.is_empty()).then_some(zone);
         self
@@ -336,7 +339,8 @@ impl PipelineBuilder {
             attempt = f(attempt);
         }
 
-        // The region send loop: retry → route → replica → interceptors → attempt stage.
+        // The region send loop: retry → route → replica → collapse → interceptors → attempt
+        // stage.
         let mut replica = ReplicaLayer::new(svc.clone())
             .forwarding(self.forwarding)
             .deterministic(self.deterministic)
@@ -355,6 +359,9 @@ impl PipelineBuilder {
             .layer(retry)
             .layer(RouteLayer::new(locator.clone()))
             .layer(replica)
+            // client-go wraps its RPC client as `reqCollapse(interceptedClient(rpc))`:
+            // identical whole-region resolve-locks share one attempt (TP-22).
+            .layer(self.collapse)
             .layer(self.interceptors)
             .layer(AttemptTraceLayer::new())
             .service(attempt);

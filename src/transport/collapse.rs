@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use tikv_layers::backoff::SharedBackoffer;
 use tikv_layers::{AttemptDetails, CmdType, Error, ErrorDetail, RpcRequest, RpcResponse};
 use tikv_proto::kvrpcpb;
 use tokio::sync::watch;
@@ -103,8 +104,47 @@ pub fn collapse_key(req: &RpcRequest) -> Option<String> {
     ))
 }
 
-/// The future returned by [`Collapse`].
-pub type CollapseFuture = Pin<Box<dyn Future<Output = Result<RpcResponse, Error>> + Send>>;
+type SharedWait = Pin<Box<dyn Future<Output = Result<RpcResponse, Error>> + Send>>;
+
+/// The future returned by [`Collapse`]: the inner service's own future for a request that
+/// is not collapsed (no allocation on the common path), or the wait for a shared call.
+#[pin_project::pin_project]
+pub struct CollapseFuture<F> {
+    #[pin]
+    state: CollapseState<F>,
+}
+
+#[pin_project::pin_project(project = StateProj)]
+enum CollapseState<F> {
+    Direct(#[pin] F),
+    Shared(SharedWait),
+}
+
+impl<F> std::fmt::Debug for CollapseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.state {
+            CollapseState::Direct(_) => "direct",
+            CollapseState::Shared(_) => "shared",
+        };
+        f.debug_struct("CollapseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<F> Future for CollapseFuture<F>
+where
+    F: Future<Output = Result<RpcResponse, Error>>,
+{
+    type Output = Result<RpcResponse, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Direct(fut) => fut.poll(cx),
+            StateProj::Shared(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
 
 impl<S> Service<RpcRequest> for Collapse<S>
 where
@@ -113,15 +153,17 @@ where
 {
     type Response = RpcResponse;
     type Error = Error;
-    type Future = CollapseFuture;
+    type Future = CollapseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: RpcRequest) -> CollapseFuture {
+    fn call(&mut self, req: RpcRequest) -> CollapseFuture<S::Future> {
         let Some(key) = collapse_key(&req) else {
-            return Box::pin(self.inner.call(req));
+            return CollapseFuture {
+                state: CollapseState::Direct(self.inner.call(req)),
+            };
         };
         let timeout = req
             .options
@@ -133,7 +175,10 @@ where
                 .calls
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(rx) = calls.get(&key) {
+            // A closed entry is a shared call that ended without removing itself (its task
+            // panicked or was dropped with its runtime): start a new call instead of
+            // joining it, as singleflight forgets a call whose function panicked.
+            if let Some(rx) = calls.get(&key).filter(|rx| !rx.is_closed()) {
                 rx.clone()
             } else {
                 let (tx, rx) = watch::channel(None);
@@ -142,6 +187,10 @@ where
                 let calls = self.calls.clone();
                 let mut copy = req;
                 copy.options.timeout = Some(READ_TIMEOUT_SHORT);
+                // The shared call belongs to no caller (client-go runs it under
+                // `context.Background()`): a fresh backoffer, so the first caller's
+                // cancellation does not cancel it for the others.
+                copy.backoffer = SharedBackoffer::default();
                 tokio::spawn(async move {
                     let res = svc.oneshot(copy).await;
                     let shared = match res {
@@ -166,7 +215,7 @@ where
                 rx
             }
         };
-        Box::pin(async move {
+        let fut: SharedWait = Box::pin(async move {
             let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
             let value = match waited {
                 Err(_) => return Err(ErrorDetail::AttemptTimeout { addr }.into()),
@@ -187,6 +236,9 @@ where
                 Some(Err(detail)) => Err(Error::new(detail)),
                 None => Err(ErrorDetail::Internal("collapsed call lost".to_owned()).into()),
             }
-        })
+        });
+        CollapseFuture {
+            state: CollapseState::Shared(fut),
+        }
     }
 }

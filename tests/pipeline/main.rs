@@ -2,6 +2,7 @@
 //! tests (area REQUEST) and the interceptor rows of area RPC.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod collapse;
 mod common;
 mod region_cache;
 mod region_request;
