@@ -18,6 +18,7 @@ mod common;
 mod api;
 mod api_mock;
 mod bad_input;
+mod grpc;
 mod keyspace;
 mod properties;
 mod rawkv;
