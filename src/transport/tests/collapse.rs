@@ -36,6 +36,14 @@ fn inner() -> (Inner, Handle) {
     )
 }
 
+/// Calls `svc` once it is ready: the waiter's future, not yet polled.
+async fn call<S>(svc: &mut S, req: RpcRequest) -> S::Future
+where
+    S: Service<RpcRequest, Response = RpcResponse, Error = Error>,
+{
+    svc.ready().await.unwrap().call(req)
+}
+
 /// A whole-region resolve of transaction `start_version` in `region`, sent by caller `addr`
 /// with its own `timeout` (`None`: the command's default).
 fn resolve(
@@ -146,21 +154,17 @@ async fn assert_no_more_requests(handle: &mut Handle) {
 async fn identical_calls_in_flight_share_one_rpc_and_its_answer() {
     let (svc, mut handle) = inner();
     let mut svc = CollapseLayer::new(TikvClientConfig::default()).layer(svc);
-    let a =
-        svc.ready()
-            .await
-            .unwrap()
-            .call(resolve(1, 10, false, "a", Some(Duration::from_secs(2))));
-    let b =
-        svc.ready()
-            .await
-            .unwrap()
-            .call(resolve(1, 10, false, "b", Some(Duration::from_secs(5))));
-    let c = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(1, 10, false, "c", None));
+    let a = call(
+        &mut svc,
+        resolve(1, 10, false, "a", Some(Duration::from_secs(2))),
+    )
+    .await;
+    let b = call(
+        &mut svc,
+        resolve(1, 10, false, "b", Some(Duration::from_secs(5))),
+    )
+    .await;
+    let c = call(&mut svc, resolve(1, 10, false, "c", None)).await;
 
     let (seen, send) = next(&mut handle).await;
     // The shared call is a copy of the first caller's request, with the resolve-lock
@@ -223,7 +227,7 @@ async fn other_requests_are_not_collapsed_and_pass_through_unchanged() {
     let mut waiters = Vec::new();
     for r in reqs {
         let addr = r.target.addr.clone();
-        waiters.push((addr, svc.ready().await.unwrap().call(r)));
+        waiters.push((addr, call(&mut svc, r).await));
     }
     for _ in 0..n {
         let (seen, send) = next(&mut handle).await;
@@ -270,16 +274,8 @@ async fn shared_error_reaches_every_waiter_typed() {
     let mut svc = Collapse::new(svc);
     let timeout = Some(Duration::from_secs(5));
 
-    let a = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(3, 30, false, "a", timeout));
-    let b = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(3, 30, false, "b", timeout));
+    let a = call(&mut svc, resolve(3, 30, false, "a", timeout)).await;
+    let b = call(&mut svc, resolve(3, 30, false, "b", timeout)).await;
     let (_, send) = next(&mut handle).await;
     send.send_error(Error::new(ErrorDetail::Transport {
         addr: "store-1:20160".to_owned(),
@@ -298,16 +294,8 @@ async fn shared_error_reaches_every_waiter_typed() {
     }
 
     // Same key again: a new RPC, whose gRPC status reaches both new waiters.
-    let c = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(3, 30, false, "c", timeout));
-    let d = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(3, 30, false, "d", timeout));
+    let c = call(&mut svc, resolve(3, 30, false, "c", timeout)).await;
+    let d = call(&mut svc, resolve(3, 30, false, "d", timeout)).await;
     let (seen, send) = next(&mut handle).await;
     assert_eq!(seen.target.addr, "c");
     send.send_error(tonic::Status::unavailable("store is down"));
@@ -327,16 +315,8 @@ async fn shared_error_reaches_every_waiter_typed() {
 async fn mismatched_answer_fails_every_waiter() {
     let (svc, mut handle) = inner();
     let mut svc = Collapse::new(svc);
-    let a = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(4, 40, false, "a", None));
-    let b = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(4, 40, false, "b", None));
+    let a = call(&mut svc, resolve(4, 40, false, "a", None)).await;
+    let b = call(&mut svc, resolve(4, 40, false, "b", None)).await;
     let (_, send) = next(&mut handle).await;
     send.send_response(RpcResponse::new(kvrpcpb::GetResponse::default()));
     for waiter in [a, b] {
@@ -363,16 +343,8 @@ async fn dropped_waiter_does_not_cancel_the_shared_call() {
     let timeout = Some(Duration::from_secs(5));
 
     // The caller whose request started the shared call leaves before the RPC is sent.
-    let first = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(5, 50, false, "first", timeout));
-    let second = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(5, 50, false, "second", timeout));
+    let first = call(&mut svc, resolve(5, 50, false, "first", timeout)).await;
+    let second = call(&mut svc, resolve(5, 50, false, "second", timeout)).await;
     drop(first);
     let (seen, send) = next(&mut handle).await;
     assert_eq!(seen.target.addr, "first");
@@ -380,11 +352,7 @@ async fn dropped_waiter_does_not_cancel_the_shared_call() {
     assert_eq!(tag(&second.await.unwrap()), "round-1");
 
     // Every waiter leaves while the RPC is in flight.
-    let only = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(5, 50, false, "only", timeout));
+    let only = call(&mut svc, resolve(5, 50, false, "only", timeout)).await;
     let (_, send) = next(&mut handle).await;
     drop(only);
     send.send_response(answer("round-2"));
@@ -393,11 +361,7 @@ async fn dropped_waiter_does_not_cancel_the_shared_call() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 
     // The abandoned call finished and released its key: a new call sends a new RPC.
-    let later = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(5, 50, false, "later", timeout));
+    let later = call(&mut svc, resolve(5, 50, false, "later", timeout)).await;
     let (seen, send) = next(&mut handle).await;
     assert_eq!(seen.target.addr, "later");
     send.send_response(answer("round-3"));
@@ -412,11 +376,7 @@ async fn identical_call_after_the_shared_one_ends_sends_a_new_rpc() {
     let (svc, mut handle) = inner();
     let mut svc = Collapse::new(svc);
     for round in ["round-1", "round-2", "round-3"] {
-        let waiter = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(resolve(6, 60, true, round, None));
+        let waiter = call(&mut svc, resolve(6, 60, true, round, None)).await;
         let (seen, send) = next(&mut handle).await;
         assert_eq!(seen.target.addr, round);
         send.send_response(answer(round));
@@ -433,20 +393,16 @@ async fn each_waiter_honours_its_own_deadline() {
     let (svc, mut handle) = inner();
     let mut svc = Collapse::new(svc);
     let start = Instant::now();
-    let short = svc.ready().await.unwrap().call(resolve(
-        8,
-        80,
-        false,
-        "short",
-        Some(Duration::from_secs(1)),
-    ));
-    let long = svc.ready().await.unwrap().call(resolve(
-        8,
-        80,
-        false,
-        "long",
-        Some(Duration::from_secs(5)),
-    ));
+    let short = call(
+        &mut svc,
+        resolve(8, 80, false, "short", Some(Duration::from_secs(1))),
+    )
+    .await;
+    let long = call(
+        &mut svc,
+        resolve(8, 80, false, "long", Some(Duration::from_secs(5))),
+    )
+    .await;
     let (_, send) = next(&mut handle).await;
 
     let err = short.await.unwrap_err();
@@ -465,11 +421,7 @@ async fn each_waiter_honours_its_own_deadline() {
 
     // A waiter without its own timeout gets the resolve-lock default (`ReadTimeoutShort`).
     let start = Instant::now();
-    let default = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(8, 81, false, "default", None));
+    let default = call(&mut svc, resolve(8, 81, false, "default", None)).await;
     let (_, _never) = next(&mut handle).await;
     let err = default.await.unwrap_err();
     assert_eq!(start.elapsed(), READ_TIMEOUT_SHORT);
@@ -495,27 +447,15 @@ async fn shared_call_lost_without_a_result_frees_its_key() {
     });
     let mut svc = Collapse::new(svc);
     let timeout = Some(Duration::from_secs(5));
-    let a = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(9, 90, false, "a", timeout));
-    let b = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(9, 90, false, "b", timeout));
+    let a = call(&mut svc, resolve(9, 90, false, "a", timeout)).await;
+    let b = call(&mut svc, resolve(9, 90, false, "b", timeout)).await;
     for waiter in [a, b] {
         let err = waiter.await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Internal);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
-    let c = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(resolve(9, 90, false, "c", timeout));
+    let c = call(&mut svc, resolve(9, 90, false, "c", timeout)).await;
     assert_eq!(tag(&c.await.unwrap()), "recovered");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
